@@ -1,0 +1,224 @@
+"""Typed configuration: dataclass defaults, then YAML files, then ``key=value`` overrides.
+
+The dataclass defaults are the embedded default (local Spark, the sample shipped in the repository).
+``conf/base.yaml`` spells every key out with the same values so users can read them; per-environment
+files (``conf/cluster.yaml``, ...) and command-line overrides change only what they name. An unknown
+key or a value of the wrong type is a ``ConfigError`` that names the source and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.errors import ConfigError
+
+# Published SHA-256 of the canonical MNIST files, as listed in tensorflow/datasets' checksum file
+# for the mnist dataset (url_checksums/mnist.txt), which points at the same mirror.
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+
+
+@dataclass
+class SparkConfig:
+    master: str | None = "local[*]"  # None: use the session the platform provides (Databricks)
+    app_name: str = "mnist-pipeline"
+    local_ip: str | None = "127.0.0.1"  # bind driver and executors here; None on a real cluster
+    progress_interval_s: float = 10.0
+    # Extra Spark settings. 16 shuffle partitions suits the sample and laptops; raise on a cluster.
+    conf: dict[str, str] = field(default_factory=lambda: {"spark.sql.shuffle.partitions": "16"})
+
+
+@dataclass
+class DownloadConfig:
+    mirror: str = "https://storage.googleapis.com/cvdf-datasets/mnist/"
+    cache_dir: str = "data/cache/mnist"
+    timeout_s: float = 60.0
+    sha256: dict[str, str] = field(default_factory=lambda: dict(MNIST_SHA256))
+
+
+@dataclass
+class IngestConfig:
+    format: str = "idx"  # idx | libsvm | csv | download
+    train: str = "data/mnist-sample/train-*-ubyte.gz"
+    test: str = "data/mnist-sample/t10k-*-ubyte.gz"
+    csv_header: str = "auto"  # auto | true | false
+    val_fraction: float = 0.1
+    seed: int = 42
+    max_shards: int = 8
+    rows_per_row_group: int = 4096
+    download: DownloadConfig = field(default_factory=DownloadConfig)
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/datasets/mnist"
+
+
+@dataclass
+class PipelineConfig:
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def flat(self) -> dict[str, Any]:
+        """Every leaf key as ``section.key`` (dict-valued keys expanded), for logging as params."""
+        out: dict[str, Any] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else str(k), v)
+            else:
+                out[prefix] = value
+
+        walk("", self.to_dict())
+        return out
+
+
+def load_config(files: list[str | Path] | None = None, overrides: list[str] | None = None) -> PipelineConfig:
+    """Builds the effective config.
+
+    Args:
+        files: YAML files applied in order over the defaults.
+        overrides: ``dotted.key=value`` strings applied last; values are parsed as YAML scalars.
+
+    Raises:
+        ConfigError: a file is missing or malformed, a key is unknown, or a value has the wrong type.
+    """
+    cfg = PipelineConfig()
+    for path in files or []:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(data).__name__}")
+        _merge(cfg, data, source=str(path), prefix="")
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        _set_dotted(cfg, key.strip(), value, source=f"override {item!r}")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: PipelineConfig) -> None:
+    """Checks values that are the right type but out of range."""
+    ing = cfg.ingest
+    if ing.format not in ("idx", "libsvm", "csv", "download"):
+        raise ConfigError(f"ingest.format is {ing.format!r}; expected one of idx, libsvm, csv, download")
+    if ing.csv_header not in ("auto", "true", "false"):
+        raise ConfigError(f"ingest.csv_header is {ing.csv_header!r}; expected auto, true or false")
+    if not 0.0 <= ing.val_fraction < 1.0:
+        raise ConfigError(f"ingest.val_fraction is {ing.val_fraction}; expected a fraction in [0, 1)")
+    if ing.max_shards < 1:
+        raise ConfigError(f"ingest.max_shards is {ing.max_shards}; expected at least 1")
+    if ing.rows_per_row_group < 1:
+        raise ConfigError(f"ingest.rows_per_row_group is {ing.rows_per_row_group}; expected at least 1")
+
+
+def _set_dotted(cfg: Any, key: str, value: Any, source: str) -> None:
+    parts = key.split(".")
+    node = cfg
+    for i, part in enumerate(parts):
+        if isinstance(node, dict):
+            node[".".join(parts[i:])] = _coerce(value, str, key, source)
+            return
+        if not dataclasses.is_dataclass(node) or part not in _field_types(node):
+            raise ConfigError(f"{source}: unknown config key {key!r}; {_known(node, parts[:i])}")
+        if i == len(parts) - 1:
+            _assign(node, part, value, key, source)
+            return
+        node = getattr(node, part)
+
+
+def _merge(node: Any, data: dict, source: str, prefix: str) -> None:
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if not dataclasses.is_dataclass(node) or k not in _field_types(node):
+            raise ConfigError(f"{source}: unknown config key {key!r}; {_known(node, key.split('.')[:-1])}")
+        child = getattr(node, k)
+        if dataclasses.is_dataclass(child):
+            if not isinstance(v, dict):
+                raise ConfigError(f"{source}: {key!r} must be a mapping of keys, got {v!r}")
+            _merge(child, v, source, f"{key}.")
+        else:
+            _assign(node, k, v, key, source)
+
+
+def _assign(node: Any, name: str, value: Any, key: str, source: str) -> None:
+    setattr(node, name, _coerce(value, _field_types(node)[name], key, source))
+
+
+def _field_types(node: Any) -> dict[str, Any]:
+    hints = typing.get_type_hints(type(node))
+    return {f.name: hints[f.name] for f in dataclasses.fields(node)}
+
+
+def _known(node: Any, parts: list[str]) -> str:
+    where = ".".join(parts) or "the top level"
+    if dataclasses.is_dataclass(node):
+        return f"known keys in {where}: {', '.join(_field_types(node))}"
+    return f"{where} has no sub-keys"
+
+
+def _coerce(value: Any, typ: Any, key: str, source: str) -> Any:
+    origin = typing.get_origin(typ)
+    args = typing.get_args(typ)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key, source)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key!r} must be a mapping, got {value!r}")
+        return {str(k): _coerce(v, args[1], f"{key}.{k}", source) for k, v in value.items()}
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key!r} must be a list, got {value!r}")
+        return [_coerce(v, args[0], key, source) for v in value]
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: {key!r} must be true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: {key!r} must be an integer, got {value!r}")
+    if typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{source}: {key!r} must be a number, got {value!r}")
+    if typ is str:
+        if isinstance(value, bool):  # YAML reads a bare true/false as a bool
+            return str(value).lower()
+        if isinstance(value, (str, int, float)):
+            return str(value)
+        raise ConfigError(f"{source}: {key!r} must be a string, got {value!r}")
+    return value

@@ -1,0 +1,13 @@
+"""Errors a user can cause. The CLI turns them into one clear line and a non-zero exit."""
+
+
+class PipelineError(Exception):
+    """Base class: something the user can fix (bad input, bad config, missing dataset)."""
+
+
+class ConfigError(PipelineError):
+    """A config file or override names an unknown key or holds a value of the wrong type."""
+
+
+class InputError(PipelineError):
+    """Input data is missing, malformed or inconsistent; the message names the file and the value."""

@@ -1,0 +1,237 @@
+"""Parsers for the MNIST source formats: bytes in, validated numpy arrays out.
+
+Pure functions with no Spark in them, so they run on executors and in unit tests alike. Every
+problem raises ``InputError`` naming the file and what was expected. Sizes read from a header are
+checked against the real byte length before anything is allocated from them.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import InputError
+
+IMAGE_SIDE = 28
+IMAGE_PIXELS = IMAGE_SIDE * IMAGE_SIDE
+IDX_IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
+IDX_LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
+_GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20
+
+
+def is_gzip(data: bytes) -> bool:
+    return data[:2] == _GZIP_MAGIC
+
+
+def gunzip(data: bytes, name: str, limit: int | None = None) -> bytes:
+    """Decompresses gzip ``data``; stops after ``limit + 1`` bytes when a limit is given.
+
+    Raises:
+        InputError: the stream is corrupt or ends early.
+    """
+    decomp = zlib.decompressobj(wbits=31)
+    out = bytearray()
+    try:
+        pending = data
+        while pending or not decomp.eof:
+            want = _CHUNK if limit is None else min(_CHUNK, limit + 1 - len(out))
+            if want <= 0:
+                break
+            chunk = decomp.decompress(pending, want)
+            out += chunk
+            pending = decomp.unconsumed_tail
+            if decomp.eof or (not chunk and not pending):
+                break
+    except zlib.error as exc:
+        raise InputError(f"{name}: corrupt gzip data ({exc})") from None
+    if not decomp.eof and (limit is None or len(out) <= limit):
+        raise InputError(f"{name}: gzip stream ends early (truncated or corrupt file)")
+    return bytes(out)
+
+
+def _maybe_gunzip(data: bytes, name: str, limit: int | None = None) -> bytes:
+    if is_gzip(data):
+        return gunzip(data, name, limit)
+    if name.endswith(".gz"):
+        raise InputError(f"{name}: the name ends in .gz but the file is not gzip data (corrupt gzip)")
+    return data
+
+
+def _idx_header(data: bytes, name: str, magic: int, ndim: int) -> tuple[int, ...]:
+    header_len = 4 + 4 * ndim
+    if not data:
+        raise InputError(f"{name}: file is empty; expected an IDX file")
+    if len(data) < header_len:
+        raise InputError(f"{name}: {len(data)} bytes is shorter than the {header_len}-byte IDX header (truncated)")
+    found = struct.unpack(">I", data[:4])[0]
+    if found != magic:
+        kind = "images (unsigned byte, 3 dimensions)" if ndim == 3 else "labels (unsigned byte, 1 dimension)"
+        raise InputError(f"{name}: magic number 0x{found:08x}, expected 0x{magic:08x} for IDX {kind}")
+    return struct.unpack(f">{ndim}I", data[4:header_len])
+
+
+def _read_idx(data: bytes, name: str, magic: int, ndim: int) -> tuple[tuple[int, ...], memoryview]:
+    header_len = 4 + 4 * ndim
+    if is_gzip(data) or name.endswith(".gz"):
+        head = _maybe_gunzip(data, name, limit=header_len)
+        dims = _idx_header(head, name, magic, ndim)
+        expected = header_len + int(np.prod(dims, dtype=object))
+        raw = _maybe_gunzip(data, name, limit=expected)
+    else:
+        dims = _idx_header(data, name, magic, ndim)
+        expected = header_len + int(np.prod(dims, dtype=object))
+        raw = data
+    what = "images" if ndim == 3 else "labels"
+    shape = " of " + "x".join(map(str, dims[1:])) if ndim == 3 else ""
+    if len(raw) < expected:
+        raise InputError(
+            f"{name}: header says {dims[0]} {what}{shape} ({expected} bytes) but the data holds "
+            f"{len(raw)} bytes (truncated)"
+        )
+    if len(raw) > expected:
+        raise InputError(
+            f"{name}: header says {dims[0]} {what}{shape} ({expected} bytes) but the data holds more "
+            "bytes than that; header and contents disagree"
+        )
+    if dims[0] == 0:
+        raise InputError(f"{name}: holds no {what} (empty input)")
+    return dims, memoryview(raw)[header_len:]
+
+
+def parse_idx_images(data: bytes, name: str) -> np.ndarray:
+    """Parses an IDX3 unsigned-byte image file (raw or gzip) into an ``(n, 784)`` uint8 array."""
+    dims, body = _read_idx(data, name, IDX_IMAGES_MAGIC, 3)
+    if dims[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+        raise InputError(f"{name}: images are {dims[1]}x{dims[2]}, expected {IMAGE_SIDE}x{IMAGE_SIDE}")
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims[0], IMAGE_PIXELS)
+
+
+def parse_idx_labels(data: bytes, name: str) -> np.ndarray:
+    """Parses an IDX1 unsigned-byte label file (raw or gzip) into an ``(n,)`` uint8 array of 0-9."""
+    _, body = _read_idx(data, name, IDX_LABELS_MAGIC, 1)
+    labels = np.frombuffer(body, dtype=np.uint8)
+    _check_labels(labels, name, lambda i: f"label index {i}")
+    return labels
+
+
+def parse_idx_pair(images: bytes, images_name: str, labels: bytes, labels_name: str):
+    """Parses an images file and its labels file, checking that their counts agree."""
+    x = parse_idx_images(images, images_name)
+    y = parse_idx_labels(labels, labels_name)
+    if len(x) != len(y):
+        raise InputError(
+            f"{images_name} holds {len(x)} images but {labels_name} holds {len(y)} labels; "
+            "expected one label per image"
+        )
+    return x, y
+
+
+def _check_labels(labels: np.ndarray, name: str, where) -> None:
+    bad = np.flatnonzero((labels < 0) | (labels > 9))
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(f"{name}: {where(i)}: label {labels[i]} is outside 0-9 ({bad.size} such labels)")
+
+
+def _text(data: bytes, name: str) -> str:
+    raw = _maybe_gunzip(data, name)
+    if not raw.strip():
+        raise InputError(f"{name}: file is empty; expected at least one row")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{name}: not UTF-8 text at byte {exc.start}") from None
+
+
+def _pixel_value(token: str, name: str, line_no: int) -> int:
+    try:
+        value = float(token)
+    except ValueError:
+        raise InputError(f"{name}:{line_no}: pixel value {token!r} is not a number") from None
+    if not (0 <= value <= 255) or value != int(value):
+        raise InputError(f"{name}:{line_no}: pixel value {token!r} is out of range; expected an integer 0-255")
+    return int(value)
+
+
+def _label_value(token: str, name: str, line_no: int) -> int:
+    try:
+        value = float(token)
+    except ValueError:
+        raise InputError(f"{name}:{line_no}: label {token!r} is not a number") from None
+    if value != int(value) or not 0 <= value <= 9:
+        raise InputError(f"{name}:{line_no}: label {token!r} is outside 0-9")
+    return int(value)
+
+
+def parse_libsvm(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Parses LIBSVM text (``label index:value ...``, 1-based indices, zeros omitted).
+
+    This is the layout of Databricks' ``/databricks-datasets/mnist-digits``.
+    """
+    text = _text(data, name)
+    images, labels = [], []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        labels.append(_label_value(tokens[0], name, line_no))
+        row = np.zeros(IMAGE_PIXELS, dtype=np.uint8)
+        for token in tokens[1:]:
+            index, sep, value = token.partition(":")
+            if not sep or not index.isdigit():
+                raise InputError(f"{name}:{line_no}: token {token!r} is not of the form index:value")
+            idx = int(index)
+            if not 1 <= idx <= IMAGE_PIXELS:
+                raise InputError(f"{name}:{line_no}: index {idx} is out of range; expected 1-{IMAGE_PIXELS}")
+            row[idx - 1] = _pixel_value(value, name, line_no)
+        images.append(row)
+    if not images:
+        raise InputError(f"{name}: holds no rows (empty input)")
+    return np.stack(images), np.asarray(labels, dtype=np.uint8)
+
+
+def parse_csv(data: bytes, name: str, header: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Parses CSV with a label column then 784 pixel columns; ``header`` is auto, true or false."""
+    text = _text(data, name)
+    try:
+        frame = pd.read_csv(io.StringIO(text), header=None, dtype=str, skip_blank_lines=True)
+    except pd.errors.ParserError as exc:
+        raise InputError(f"{name}: not valid CSV ({exc})") from None
+    first_is_header = header == "true" or (
+        header == "auto" and pd.to_numeric(frame.iloc[0:1, 0], errors="coerce").isna().all()
+    )
+    line_offset = 1
+    if first_is_header:
+        frame = frame.iloc[1:]
+        line_offset = 2
+    if frame.empty:
+        raise InputError(f"{name}: holds no rows (empty input)")
+    if frame.shape[1] != IMAGE_PIXELS + 1:
+        raise InputError(
+            f"{name}: rows have {frame.shape[1]} columns; expected {IMAGE_PIXELS + 1} (label, then 784 pixels)"
+        )
+    values = frame.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.argwhere(np.isnan(values))
+    if bad.size:
+        r, c = bad[0]
+        raise InputError(
+            f"{name}:{r + line_offset}: column {c + 1} value {frame.iat[r, c]!r} is not a number"
+        )
+    labels, pixels = values[:, 0], values[:, 1:]
+    bad_label = np.flatnonzero((labels < 0) | (labels > 9) | (labels != np.floor(labels)))
+    if bad_label.size:
+        r = int(bad_label[0])
+        raise InputError(f"{name}:{r + line_offset}: label {frame.iat[r, 0]!r} is outside 0-9")
+    bad_px = np.argwhere((pixels < 0) | (pixels > 255) | (pixels != np.floor(pixels)))
+    if bad_px.size:
+        r, c = bad_px[0]
+        raise InputError(
+            f"{name}:{r + line_offset}: pixel value {frame.iat[r, c + 1]!r} (column {c + 2}) is out of "
+            "range; expected an integer 0-255"
+        )
+    return pixels.astype(np.uint8), labels.astype(np.uint8)

@@ -1,0 +1,111 @@
+"""File-system operations through Hadoop's FileSystem API, so local, HDFS, S3 and DBFS paths all work.
+
+Paths without a scheme are local and are made absolute against the driver's working directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from pyspark.sql import SparkSession
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    path: str  # fully qualified, as Spark's binaryFile source reports it
+    size: int
+
+
+def qualify(path: str) -> str:
+    """Makes a scheme-less path absolute (``file:`` is implied); leaves URIs alone."""
+    if urlparse(path).scheme and not os.path.isabs(path):
+        return path
+    return os.path.abspath(path)
+
+
+def to_url(path: str) -> str:
+    """A URL for pyarrow/petastorm: ``file:///abs/path`` for local paths, URIs unchanged."""
+    q = qualify(path)
+    return "file://" + q if q.startswith("/") else q
+
+
+class HadoopFS:
+    """Thin wrapper over ``org.apache.hadoop.fs.FileSystem`` for the driver."""
+
+    def __init__(self, spark: SparkSession):
+        self._jvm = spark.sparkContext._jvm
+        self._conf = spark.sparkContext._jsc.hadoopConfiguration()
+
+    def _path(self, path: str):
+        return self._jvm.org.apache.hadoop.fs.Path(qualify(path))
+
+    def _fs(self, jpath):
+        return jpath.getFileSystem(self._conf)
+
+    def glob_files(self, pattern: str) -> list[FileInfo]:
+        """Files matching a path, directory (its files) or glob, sorted by path; [] when none."""
+        jpath = self._path(pattern)
+        fs = self._fs(jpath)
+        statuses = fs.globStatus(jpath) or []
+        out = []
+        for status in statuses:
+            if status.isDirectory():
+                for child in fs.listStatus(status.getPath()):
+                    name = child.getPath().getName()
+                    if child.isFile() and not name.startswith((".", "_")):
+                        out.append(FileInfo(child.getPath().toString(), child.getLen()))
+            else:
+                out.append(FileInfo(status.getPath().toString(), status.getLen()))
+        return sorted(out, key=lambda f: f.path)
+
+    def exists(self, path: str) -> bool:
+        jpath = self._path(path)
+        return bool(self._fs(jpath).exists(jpath))
+
+    def mkdirs(self, path: str) -> None:
+        jpath = self._path(path)
+        self._fs(jpath).mkdirs(jpath)
+
+    def delete(self, path: str) -> None:
+        jpath = self._path(path)
+        self._fs(jpath).delete(jpath, True)
+
+    def rename(self, src: str, dst: str) -> None:
+        """Renames ``src`` to ``dst``; ``dst`` must not exist (Hadoop would move src inside it)."""
+        jsrc, jdst = self._path(src), self._path(dst)
+        fs = self._fs(jsrc)
+        if fs.exists(jdst):
+            raise FileExistsError(f"cannot rename {src} to {dst}: the target exists")
+        if not fs.rename(jsrc, jdst):
+            raise OSError(f"renaming {src} to {dst} failed")
+
+    def list_names(self, path: str) -> list[str]:
+        jpath = self._path(path)
+        fs = self._fs(jpath)
+        if not fs.exists(jpath):
+            return []
+        return sorted(s.getPath().getName() for s in fs.listStatus(jpath))
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        jpath = self._path(path)
+        stream = self._fs(jpath).create(jpath, True)
+        try:
+            stream.write(bytearray(data))
+        finally:
+            stream.close()
+
+    def read_bytes(self, path: str) -> bytes:
+        jpath = self._path(path)
+        fs = self._fs(jpath)
+        stream = fs.open(jpath)
+        try:
+            data = self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream)
+        finally:
+            stream.close()
+        return bytes(data)
+
+    def copy_from_local(self, local: str, dst: str) -> None:
+        jdst = self._path(dst)
+        self._fs(jdst).copyFromLocalFile(False, True, self._jvm.org.apache.hadoop.fs.Path(local), jdst)

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Creates .venv inside the repository and installs the pinned stack, Horovod built from source.
+# Re-running it when requirements*.txt and setup.py have not changed takes seconds.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$root/.venv"
+stamp="$venv/.setup-stamp"
+python="${PYTHON:-python3}"
+
+fail() { echo "setup: $*" >&2; exit 1; }
+
+# Plain-sentence checks for what pip cannot install.
+command -v "$python" >/dev/null 2>&1 || fail "Python 3.11 is needed but '$python' was not found; install python3.11 or set PYTHON=/path/to/python3.11."
+pyver="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+[ "$pyver" = "3.11" ] || fail "Python 3.11 is needed (TensorFlow 2.18 + Horovod 0.28.1 were verified on it) but '$python' is $pyver; set PYTHON=/path/to/python3.11."
+command -v java >/dev/null 2>&1 || fail "Java 17 is needed by Spark but 'java' is not on PATH; install it (Debian: apt-get install openjdk-17-jre-headless)."
+command -v g++ >/dev/null 2>&1 || fail "A C++ compiler is needed to build Horovod but 'g++' is not on PATH; install it (Debian: apt-get install g++)."
+command -v cmake >/dev/null 2>&1 || fail "cmake is needed to build Horovod but it is not on PATH; install it (Debian: apt-get install cmake)."
+
+want="$(cat "$root/requirements.txt" "$root/requirements-dev.txt" "$root/setup.py" "$0" | sha256sum | cut -d' ' -f1)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ]; then
+  echo "setup: .venv is up to date"
+  exit 0
+fi
+
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+pip=("$venv/bin/python" -m pip --disable-pip-version-check)
+echo "setup: installing the pinned stack into $venv (first time: several minutes)"
+"${pip[@]}" install -q -r "$root/requirements.txt" -r "$root/requirements-dev.txt"
+
+if ! "$venv/bin/python" -c "import horovod.tensorflow" >/dev/null 2>&1; then
+  echo "setup: building Horovod 0.28.1 against TensorFlow with Gloo (first time on a machine: a few minutes)"
+  HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
+  HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
+  MAKEFLAGS="-j$(nproc)" \
+    "${pip[@]}" install -q --no-build-isolation horovod==0.28.1
+fi
+"${pip[@]}" install -q --no-deps --no-build-isolation -e "$root"
+"${pip[@]}" check >/dev/null || { "${pip[@]}" check; fail "pip check found conflicting packages (above)."; }
+echo "$want" > "$stamp"
+echo "setup: done"
