@@ -25,6 +25,11 @@ def qualify(path: str) -> str:
     return os.path.abspath(path)
 
 
+def display_path(path: str) -> str:
+    """A path as a user wrote it: ``file:/x/y`` shows as ``/x/y``; other URIs unchanged."""
+    return path[5:] if path.startswith("file:/") and not path.startswith("file://") else path
+
+
 def to_url(path: str) -> str:
     """A URL for pyarrow/petastorm: ``file:///abs/path`` for local paths, URIs unchanged."""
     q = qualify(path)

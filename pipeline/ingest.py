@@ -34,7 +34,7 @@ from pipeline.dataset import (
 )
 from pipeline.download import download_mnist
 from pipeline.errors import InputError
-from pipeline.fs import HadoopFS, qualify
+from pipeline.fs import HadoopFS, display_path, qualify
 from pipeline.progress import SparkProgress
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,9 @@ def plan_units(fs: HadoopFS, fmt: str, split: str, pattern: str) -> list[dict]:
     key = f"ingest.{split}"
     if not files:
         raise InputError(f"no input files match {key}={pattern!r} (empty input)")
+    for f in files:
+        if f.size == 0:  # Spark's file sources skip empty files, so catch them here
+            raise InputError(f"{display_path(f.path)}: file is empty; expected {fmt.upper()} data")
     if fmt != "idx":
         return [{"path": f.path, "unit": f.path, "split": split, "role": fmt} for f in files]
     units: dict[str, dict[str, str]] = {}
@@ -71,7 +74,7 @@ def plan_units(fs: HadoopFS, fmt: str, split: str, pattern: str) -> list[dict]:
             units.setdefault(f.path.replace(_LABELS_TAG, "*"), {})["labels"] = f.path
         else:
             raise InputError(
-                f"{f.path}: matched by {key}={pattern!r} but is not an IDX images or labels file "
+                f"{display_path(f.path)}: matched by {key}={pattern!r} but is not an IDX images or labels file "
                 f"(expected '{_IMAGES_TAG}' or '{_LABELS_TAG}' in the name)"
             )
     rows = []
@@ -80,7 +83,9 @@ def plan_units(fs: HadoopFS, fmt: str, split: str, pattern: str) -> list[dict]:
             if role in roles and partner not in roles:
                 tag = _LABELS_TAG if partner == "labels" else _IMAGES_TAG
                 expected = roles[role].replace(_IMAGES_TAG if role == "images" else _LABELS_TAG, tag)
-                raise InputError(f"{roles[role]}: no matching {partner} file (expected {expected})")
+                raise InputError(
+                    f"{display_path(roles[role])}: no matching {partner} file (expected {display_path(expected)})"
+                )
         rows += [{"path": roles[r], "unit": unit, "split": split, "role": r} for r in ("images", "labels")]
     return rows
 
@@ -93,6 +98,7 @@ def _parse_unit_fn(fmt: str, csv_header: str, rows_parsed):
 
         from pipeline import formats as fm
         from pipeline.errors import InputError as Err
+        from pipeline.fs import display_path as display
 
         files = {row.role: row for row in pdf.itertuples(index=False)}
         meta = [
@@ -106,13 +112,13 @@ def _parse_unit_fn(fmt: str, csv_header: str, rows_parsed):
         try:
             if fmt == "idx":
                 img, lab = files["images"], files["labels"]
-                x, y = fm.parse_idx_pair(img.content, img.path, lab.content, lab.path)
+                x, y = fm.parse_idx_pair(img.content, display(img.path), lab.content, display(lab.path))
                 source = img.path
             elif fmt == "libsvm":
-                x, y = fm.parse_libsvm(any_row.content, any_row.path)
+                x, y = fm.parse_libsvm(any_row.content, display(any_row.path))
                 source = any_row.path
             else:
-                x, y = fm.parse_csv(any_row.content, any_row.path, csv_header)
+                x, y = fm.parse_csv(any_row.content, display(any_row.path), csv_header)
                 source = any_row.path
         except Err as exc:
             error = {"kind": "error", "split": any_row.split, "source": any_row.path, "message": str(exc)}

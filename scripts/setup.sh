@@ -26,17 +26,21 @@ fi
 
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
+# This machine's pip config names local indexes that may be empty; pip warns once per package.
+quiet_pip() { "${pip[@]}" "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 echo "setup: installing the pinned stack into $venv (first time: several minutes)"
-"${pip[@]}" install -q -r "$root/requirements.txt" -r "$root/requirements-dev.txt"
+quiet_pip install -q -r "$root/requirements.txt" -r "$root/requirements-dev.txt"
 
 if ! "$venv/bin/python" -c "import horovod.tensorflow" >/dev/null 2>&1; then
   echo "setup: building Horovod 0.28.1 against TensorFlow with Gloo (first time on a machine: a few minutes)"
   HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
   HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
   MAKEFLAGS="-j$(nproc)" \
-    "${pip[@]}" install -q --no-build-isolation horovod==0.28.1
+    quiet_pip install -q --no-build-isolation horovod==0.28.1
 fi
-"${pip[@]}" install -q --no-deps --no-build-isolation -e "$root"
+"$venv/bin/python" -c "import horovod.tensorflow as hvd; assert hvd.gloo_built()" 2>/dev/null \
+  || fail "Horovod was installed but without TensorFlow or Gloo support; remove .venv and run this again."
+quiet_pip install -q --no-deps --no-build-isolation -e "$root"
 "${pip[@]}" check >/dev/null || { "${pip[@]}" check; fail "pip check found conflicting packages (above)."; }
 echo "$want" > "$stamp"
 echo "setup: done"

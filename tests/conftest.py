@@ -1,0 +1,89 @@
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Loopback only: Spark must not bind the machine's external interface.
+os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pipeline import formats  # noqa: E402
+from pipeline.config import PipelineConfig, SparkConfig  # noqa: E402
+from tests.helpers import SAMPLE_DIR  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pipeline.spark import get_spark
+
+    session = get_spark(SparkConfig(master="local[2]", app_name="mnist-pipeline-tests", progress_interval_s=0,
+                                    conf={"spark.sql.shuffle.partitions": "4"}))
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def sample_arrays():
+    """The embedded sample, parsed straight from its IDX files: {'train': (x, y), 'test': (x, y)}."""
+    out = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        x, y = formats.parse_idx_pair(
+            (SAMPLE_DIR / f"{prefix}-images-idx3-ubyte.gz").read_bytes(), f"{prefix}-images",
+            (SAMPLE_DIR / f"{prefix}-labels-idx1-ubyte.gz").read_bytes(), f"{prefix}-labels",
+        )
+        out[split] = (x, y)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_arrays(sample_arrays):
+    """A small slice of real digits: 240 train and 60 test images."""
+    (xtr, ytr), (xte, yte) = sample_arrays["train"], sample_arrays["test"]
+    return {"train": (xtr[:240].copy(), ytr[:240].copy()), "test": (xte[:60].copy(), yte[:60].copy())}
+
+
+def make_config(root: Path, train: str, test: str, fmt: str = "idx", **ingest) -> PipelineConfig:
+    cfg = PipelineConfig()
+    cfg.data.root = str(root)
+    cfg.ingest.format = fmt
+    cfg.ingest.train = train
+    cfg.ingest.test = test
+    cfg.ingest.max_shards = ingest.pop("max_shards", 2)
+    for key, value in ingest.items():
+        setattr(cfg.ingest, key, value)
+    cfg.spark.progress_interval_s = 0
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def sample_dataset(spark, tmp_path_factory):
+    """The sample ingested once with the default settings; tests copy it, never change it."""
+    from pipeline.ingest import ingest
+
+    root = tmp_path_factory.mktemp("sample") / "dataset"
+    cfg = make_config(root, str(SAMPLE_DIR / "train-*-ubyte.gz"), str(SAMPLE_DIR / "t10k-*-ubyte.gz"), max_shards=8)
+    manifest = ingest(spark, cfg)
+    return root, manifest
+
+
+@pytest.fixture
+def previous_dataset(sample_dataset, tmp_path):
+    """A copy of a good dataset at the output path, as an earlier successful run would leave it."""
+    root = tmp_path / "out" / "dataset"
+    shutil.copytree(sample_dataset[0], root)
+    return root
+
+
+def small_idx_inputs(folder: Path, arrays) -> tuple[str, str]:
+    from tests.helpers import write_idx_pair
+
+    write_idx_pair(folder, "train", *arrays["train"])
+    write_idx_pair(folder, "t10k", *arrays["test"])
+    return str(folder / "train-*"), str(folder / "t10k-*")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,130 @@
+"""Ingest of real digits: counts, contents, determinism, de-duplication, format equivalence."""
+
+import json
+
+import numpy as np
+
+from pipeline.ingest import ingest
+from tests.conftest import make_config, small_idx_inputs
+from tests.helpers import SAMPLE_DIR, csv_text, image_id, libsvm_text, read_split, write_idx_pair
+
+
+def test_sample_counts_labels_and_balance(sample_dataset, sample_arrays):
+    root, manifest = sample_dataset
+    rows = {s: read_split(root, s) for s in ("train", "val", "test")}
+    assert {s: len(r) for s, r in rows.items()} == {"train": 7200, "val": 800, "test": 2000}
+    assert {s: manifest["splits"][s]["rows"] for s in rows} == {"train": 7200, "val": 800, "test": 2000}
+    for split, split_rows in rows.items():
+        labels = np.array([r[2] for r in split_rows])
+        assert set(labels) == set(range(10))
+        counted = {str(d): int((labels == d).sum()) for d in range(10)}
+        assert counted == manifest["splits"][split]["classes"]
+        assert manifest["splits"][split]["row_groups"] >= 8
+    # val is carved per class: each class keeps its share (10%, rounded) of the source's train set
+    _, ytr = sample_arrays["train"]
+    for d in range(10):
+        assert manifest["splits"]["val"]["classes"][str(d)] == int(0.1 * (ytr == d).sum() + 0.5)
+    # test is exactly the source's test set; train+val exactly the source's train set
+    xte, _ = sample_arrays["test"]
+    assert {r[0] for r in rows["test"]} == {image_id(x) for x in xte}
+    xtr, _ = sample_arrays["train"]
+    assert {r[0] for r in rows["train"] + rows["val"]} == {image_id(x) for x in xtr}
+
+
+def test_an_image_matches_the_source_byte_for_byte(sample_dataset, sample_arrays):
+    root, _ = sample_dataset
+    xte, yte = sample_arrays["test"]
+    by_id = {r[0]: r for r in read_split(root, "test")}
+    for i in (0, 1234, len(xte) - 1):
+        row = by_id[image_id(xte[i])]
+        assert row[1] == xte[i].tobytes()
+        assert len(row[1]) == 784
+        assert row[2] == yte[i]
+
+
+def test_manifest_records_inputs_with_checksums(sample_dataset):
+    _, manifest = sample_dataset
+    published = dict(line.split()[::-1] for line in (SAMPLE_DIR / "SHA256SUMS").read_text().splitlines())
+    recorded = {p["path"].rsplit("/", 1)[-1]: p["sha256"] for p in manifest["inputs"]}
+    assert recorded == published
+    assert manifest["schema_version"] == 1
+    assert manifest["seed"] == 42
+    assert manifest["rows_parsed"] == 10000
+    assert manifest["duplicates"] == {"dropped": 0, "label_conflicts": 0}
+    assert manifest["created_at"] and manifest["code_version"]
+
+
+def test_rerun_on_the_same_input_gives_identical_rows(spark, sample_dataset, tmp_path):
+    root, _ = sample_dataset
+    again = tmp_path / "again"
+    cfg = make_config(again, str(SAMPLE_DIR / "train-*-ubyte.gz"), str(SAMPLE_DIR / "t10k-*-ubyte.gz"), max_shards=8)
+    ingest(spark, cfg)
+    for split in ("train", "val", "test"):
+        assert read_split(again, split) == read_split(root, split)
+
+
+def test_rerun_replaces_the_previous_dataset(spark, small_arrays, previous_dataset, tmp_path):
+    train, test = small_idx_inputs(tmp_path / "in", small_arrays)
+    manifest = ingest(spark, make_config(previous_dataset, train, test))
+    on_disk = json.loads((previous_dataset / "manifest.json").read_text())
+    assert on_disk == manifest
+    assert len(read_split(previous_dataset, "test")) == 60
+    assert sorted(p.name for p in previous_dataset.parent.iterdir()) == [previous_dataset.name]
+
+
+def test_exact_duplicates_are_dropped_and_test_copies_win(spark, small_arrays, tmp_path):
+    x, y = small_arrays["train"]
+    xte, yte = small_arrays["test"]
+    # three extra copies of train image 0 (one with a different label), and test image 5 put in train
+    x_dup = np.concatenate([x, x[[0, 0, 0]], xte[[5]]])
+    y_dup = np.concatenate([y, [y[0], y[0], (y[0] + 1) % 10], yte[[5]]])
+    write_idx_pair(tmp_path / "in", "train", x_dup, y_dup)
+    write_idx_pair(tmp_path / "in", "t10k", xte, yte)
+    root = tmp_path / "out"
+    manifest = ingest(spark, make_config(root, str(tmp_path / "in" / "train-*"), str(tmp_path / "in" / "t10k-*")))
+    assert manifest["duplicates"] == {"dropped": 4, "label_conflicts": 1}
+    train_ids = {r[0] for r in read_split(root, "train") + read_split(root, "val")}
+    test_rows = {r[0]: r for r in read_split(root, "test")}
+    assert len(train_ids) == 240
+    assert image_id(xte[5]) not in train_ids
+    assert test_rows[image_id(xte[5])][2] == yte[5]
+    # the kept copy of train image 0 carries the label of its first occurrence
+    kept = {r[0]: r[2] for r in read_split(root, "train") + read_split(root, "val")}
+    assert kept[image_id(x[0])] == y[0]
+
+
+def test_idx_libsvm_and_csv_of_the_same_digits_give_identical_datasets(spark, small_arrays, tmp_path):
+    (xtr, ytr), (xte, yte) = small_arrays["train"], small_arrays["test"]
+    roots = {}
+    small_idx_inputs(tmp_path / "idx", small_arrays)
+    roots["idx"] = (str(tmp_path / "idx" / "train-*"), str(tmp_path / "idx" / "t10k-*"))
+    (tmp_path / "libsvm").mkdir()
+    (tmp_path / "libsvm" / "mnist-digits-train.txt").write_text(libsvm_text(xtr, ytr))
+    (tmp_path / "libsvm" / "mnist-digits-test.txt").write_text(libsvm_text(xte, yte))
+    roots["libsvm"] = (str(tmp_path / "libsvm" / "*train.txt"), str(tmp_path / "libsvm" / "*test.txt"))
+    (tmp_path / "csv").mkdir()
+    # the train CSV spread over two files, one with a header and one without
+    (tmp_path / "csv" / "train-0.csv").write_text(csv_text(xtr[:100], ytr[:100], header=True))
+    (tmp_path / "csv" / "train-1.csv").write_text(csv_text(xtr[100:], ytr[100:], header=False))
+    (tmp_path / "csv" / "test.csv").write_text(csv_text(xte, yte, header=True))
+    roots["csv"] = (str(tmp_path / "csv" / "train-*.csv"), str(tmp_path / "csv" / "test.csv"))
+
+    results = {}
+    for fmt, (train, test) in roots.items():
+        out = tmp_path / f"out-{fmt}"
+        manifest = ingest(spark, make_config(out, train, test, fmt=fmt))
+        assert manifest["rows_parsed"] == 300
+        results[fmt] = {s: read_split(out, s) for s in ("train", "val", "test")}
+    assert results["idx"] == results["libsvm"] == results["csv"]
+    # the same rows, not three empty datasets: val is 10% of each class, rounded per class
+    val = sum(int(0.1 * (ytr == d).sum() + 0.5) for d in range(10))
+    assert [len(results["idx"][s]) for s in ("train", "val", "test")] == [240 - val, val, 60]
+
+
+def test_gzipped_and_raw_idx_give_the_same_rows(spark, small_arrays, tmp_path):
+    for gz in (True, False):
+        write_idx_pair(tmp_path / f"in-{gz}", "train", *small_arrays["train"], gz=gz)
+        write_idx_pair(tmp_path / f"in-{gz}", "t10k", *small_arrays["test"], gz=gz)
+        ingest(spark, make_config(tmp_path / f"out-{gz}", str(tmp_path / f"in-{gz}" / "train-*"),
+                                  str(tmp_path / f"in-{gz}" / "t10k-*")))
+    assert read_split(tmp_path / "out-True", "train") == read_split(tmp_path / "out-False", "train")

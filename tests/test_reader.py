@@ -1,0 +1,56 @@
+"""Sharded reads through Petastorm: disjoint shards whose union is the split."""
+
+import numpy as np
+import pytest
+
+from pipeline.reader import open_split
+from tests.helpers import read_split
+
+
+def _read_ids(root, split, shard, count):
+    ids, images, labels = [], [], []
+    with open_split(str(root), split, batch_size=64, cur_shard=shard, shard_count=count, with_ids=True) as ds:
+        for image, label, id_ in ds:
+            assert image.shape[1:] == (28, 28, 1) and image.dtype.name == "uint8"
+            ids += [i.decode() for i in id_.numpy()]
+            images += list(image.numpy().reshape(-1, 784))
+            labels += list(label.numpy())
+    return ids, images, labels
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_shards_are_disjoint_and_cover_the_split(sample_dataset, count):
+    root, _ = sample_dataset
+    expected = read_split(root, "val")
+    shards = [_read_ids(root, "val", r, count)[0] for r in range(count)]
+    for i in range(count):
+        assert shards[i], f"shard {i} of {count} is empty"
+        for j in range(i + 1, count):
+            assert not set(shards[i]) & set(shards[j])
+    union = [i for s in shards for i in s]
+    assert sorted(union) == [r[0] for r in expected]
+
+
+def test_reader_yields_raw_pixels_and_labels_as_stored(sample_dataset):
+    root, _ = sample_dataset
+    ids, images, labels = _read_ids(root, "test", None, None)
+    stored = {r[0]: r for r in read_split(root, "test")}
+    for i in (0, 500, len(ids) - 1):
+        assert np.asarray(images[i], dtype=np.uint8).tobytes() == stored[ids[i]][1]
+        assert labels[i] == stored[ids[i]][2]
+
+
+def test_batches_have_the_requested_size(sample_dataset):
+    root, _ = sample_dataset
+    with open_split(str(root), "val", batch_size=100) as ds:
+        sizes = [int(image.shape[0]) for image, _ in ds]
+    assert sizes == [100] * 8
+
+
+def test_more_shards_than_row_groups_is_refused(sample_dataset):
+    from petastorm.errors import NoDataAvailableError
+
+    root, _ = sample_dataset
+    with pytest.raises(NoDataAvailableError):
+        with open_split(str(root), "val", batch_size=10, cur_shard=0, shard_count=9):
+            pass
