@@ -1,0 +1,109 @@
+"""Ingest throughput: the Spark pipeline against a single-process numpy + pyarrow baseline.
+
+Both start from the same gzipped IDX files and end with Parquet on local disk holding the same rows
+(id, image bytes, label). The pipeline also validates, de-duplicates, splits and writes a manifest;
+the baseline only parses and writes. Spark start-up is excluded (a warm-up ingest runs first).
+
+    .venv/bin/python bench/ingest_bench.py [--input /usr/share/datasets/fashion-mnist] [--master local[*]]
+
+The default input is Fashion-MNIST (70,000 images, MNIST's IDX format) from the Debian package
+``dataset-fashion-mnist`` (``apt-get install dataset-fashion-mnist``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline import formats  # noqa: E402
+from pipeline.config import PipelineConfig  # noqa: E402
+from pipeline.ingest import ingest  # noqa: E402
+from pipeline.spark import get_spark  # noqa: E402
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "mnist-sample"
+
+
+def baseline(input_dir: Path, out: Path, rows_per_group: int) -> int:
+    """Single process: gunzip + parse with numpy, hash ids, write one Parquet file per split."""
+    total = 0
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        x, y = formats.parse_idx_pair(
+            (input_dir / f"{prefix}-images-idx3-ubyte.gz").read_bytes(), prefix,
+            (input_dir / f"{prefix}-labels-idx1-ubyte.gz").read_bytes(), prefix,
+        )
+        ids = [hashlib.sha256(row.tobytes()).hexdigest()[:32] for row in x]
+        table = pa.table({
+            "id": pa.array(ids, pa.string()),
+            "image": pa.array([row.tobytes() for row in x], pa.binary()),
+            "label": pa.array(y.astype(np.int32)),
+        })
+        out.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, out / f"{split}.parquet", row_group_size=rows_per_group)
+        total += len(y)
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", type=Path, default=Path("/usr/share/datasets/fashion-mnist"))
+    parser.add_argument("--master", default="local[*]")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    if not (args.input / "train-images-idx3-ubyte.gz").is_file():
+        sys.exit(f"{args.input} has no train-images-idx3-ubyte.gz; install it with: apt-get install dataset-fashion-mnist")
+
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
+    cfg = PipelineConfig()
+    cfg.spark.master = args.master
+    cfg.spark.progress_interval_s = 0
+    spark = get_spark(cfg.spark)
+    try:
+        cfg.data.root = str(work / "warmup")
+        cfg.ingest.train, cfg.ingest.test = str(SAMPLE / "train-*"), str(SAMPLE / "t10k-*")
+        ingest(spark, cfg)
+
+        cfg.ingest.train, cfg.ingest.test = str(args.input / "train-*-ubyte.gz"), str(args.input / "t10k-*-ubyte.gz")
+        pipe_times, base_times = [], []
+        for i in range(args.repeats):
+            cfg.data.root = str(work / f"pipeline-{i}")
+            start = time.perf_counter()
+            manifest = ingest(spark, cfg)
+            pipe_times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            rows = baseline(args.input, work / f"baseline-{i}", cfg.ingest.rows_per_row_group)
+            base_times.append(time.perf_counter() - start)
+        pipe_rows = manifest["rows_parsed"]
+        assert pipe_rows == rows, (pipe_rows, rows)
+        pipe, base = min(pipe_times), min(base_times)
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+              f"Spark {spark.version} {args.master}")
+        print(f"input: {args.input} ({rows:,} images)")
+        print(f"pipeline ingest (parse, validate, dedupe {manifest['duplicates']['dropped']}, split, write): "
+              f"best of {args.repeats}: {pipe:.2f} s = {pipe_rows / pipe:,.0f} rows/s  (all: "
+              + ", ".join(f"{t:.2f}" for t in pipe_times) + ")")
+        print(f"baseline numpy+pyarrow, one process (parse, write): best of {args.repeats}: {base:.2f} s = "
+              f"{rows / base:,.0f} rows/s  (all: " + ", ".join(f"{t:.2f}" for t in base_times) + ")")
+        print(f"ratio pipeline/baseline throughput: {base / pipe:.2f}")
+        print("splits: " + ", ".join(f"{s} {v['rows']:,} rows in {v['row_groups']} row groups"
+                                     for s, v in manifest["splits"].items()))
+    finally:
+        spark.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
