@@ -103,8 +103,8 @@ def _parse_unit_fn(fmt: str, csv_header: str, rows_parsed):
         files = {row.role: row for row in pdf.itertuples(index=False)}
         meta = [
             {
-                "kind": "file", "role": r.role, "split": r.split, "source": r.path, "sha256": hashlib.sha256(r.content).hexdigest(),
-                "nbytes": len(r.content),
+                "kind": "file", "role": r.role, "split": r.split, "source": r.path,
+                "sha256": hashlib.sha256(r.content).hexdigest(), "nbytes": len(r.content),
             }
             for r in files.values()
         ]
@@ -270,7 +270,7 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
         elapsed = time.monotonic() - start
         manifest = {
             "schema_version": SCHEMA_VERSION,
-            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "code_version": _code_version(),
             "format": icfg.format,
             "seed": icfg.seed,

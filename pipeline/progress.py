@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from pyspark import SparkContext
 
@@ -28,7 +28,7 @@ class SparkProgress:
         self._thread = threading.Thread(target=self._run, name=f"progress-{phase}", daemon=True)
         self._start = 0.0
 
-    def __enter__(self) -> "SparkProgress":
+    def __enter__(self) -> SparkProgress:
         self._start = time.monotonic()
         if self._interval > 0:
             self._thread.start()

@@ -7,7 +7,7 @@ Training uses exactly this: Petastorm's ``make_batch_reader`` shards by Parquet 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from pipeline.dataset import split_path
 from pipeline.fs import to_url
@@ -26,7 +26,7 @@ def open_split(
     seed: int | None = None,
     with_ids: bool = False,
     workers_count: int = 2,
-) -> Iterator["tf.data.Dataset"]:  # noqa: F821
+) -> Iterator[tf.data.Dataset]:  # noqa: F821
     """Opens one shard of a split as batches of ``(image, label)`` (or ``(image, label, id)``).
 
     ``image`` is a ``uint8`` tensor of shape ``(batch, 28, 28, 1)`` holding raw pixels 0-255 (the

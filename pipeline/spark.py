@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
 from pipeline.config import SparkConfig
@@ -24,7 +25,8 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
     # Executors must run the same interpreter (the project's venv) as the driver in local mode.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(cfg.app_name)
-    if cfg.master:
+    # spark-submit's --master wins over the config's default master.
+    if cfg.master and not SparkConf().contains("spark.master"):
         builder = builder.master(cfg.master)
     if cfg.local_ip:
         builder = builder.config("spark.driver.host", cfg.local_ip).config("spark.driver.bindAddress", cfg.local_ip)
