@@ -1,6 +1,8 @@
 """The ``mnist-pipeline`` console script: one sub-command per stage, all over the same functions.
 
-    mnist-pipeline ingest [-c conf/cluster.yaml ...] [section.key=value ...]
+    mnist-pipeline run    [-c conf/cluster.yaml ...] [section.key=value ...]   # ingest, then train
+    mnist-pipeline ingest [-c ...] [section.key=value ...]
+    mnist-pipeline train  [-c ...] [section.key=value ...]
     mnist-pipeline config [-c ...] [section.key=value ...]   # print the effective config
 """
 
@@ -27,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("ingest", parents=[common], help="raw MNIST -> validated, split Parquet dataset + manifest")
+    sub.add_parser("train", parents=[common], help="Horovod-on-Spark training; logs to MLflow, registers the model")
+    sub.add_parser("run", parents=[common], help="the whole pipeline: ingest, then train")
     sub.add_parser("config", parents=[common], help="print the effective config as YAML")
     return parser
 
@@ -63,6 +67,37 @@ def run_ingest(cfg: PipelineConfig) -> int:
     return 0
 
 
+def format_training(result, cfg: PipelineConfig) -> str:
+    uri = cfg.mlflow.tracking_uri
+    lines = [
+        f"model {result.model_name} version {result.model_version}: test accuracy {result.test_accuracy:.4f} "
+        f"after {len(result.epochs)} epochs (MLflow run {result.run_id})",
+        f"  open the MLflow UI on these results: .venv/bin/mlflow ui --backend-store-uri {uri} --host 127.0.0.1 "
+        "--port 5000  (then http://127.0.0.1:5000)",
+    ]
+    return "\n".join(lines)
+
+
+def run_train(cfg: PipelineConfig) -> int:
+    from pipeline.spark import get_spark
+    from pipeline.train import train
+
+    result = train(get_spark(cfg.spark), cfg)
+    print(format_training(result, cfg))
+    return 0
+
+
+def run_all(cfg: PipelineConfig) -> int:
+    from pipeline.ingest import ingest
+    from pipeline.spark import get_spark
+    from pipeline.train import train
+
+    spark = get_spark(cfg.spark)
+    print(format_manifest(ingest(spark, cfg), cfg.data.root))
+    print(format_training(train(spark, cfg), cfg))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging()
@@ -73,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "ingest":
             return run_ingest(cfg)
+        if args.command == "train":
+            return run_train(cfg)
+        if args.command == "run":
+            return run_all(cfg)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

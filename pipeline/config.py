@@ -66,10 +66,72 @@ class DataConfig:
 
 
 @dataclass
+class ModelConfig:
+    conv_filters: list[int] = field(default_factory=lambda: [32, 64])  # one conv layer per entry
+    kernel_size: int = 3
+    pool_size: int = 2
+    conv_dropout: float = 0.25
+    dense_units: list[int] = field(default_factory=lambda: [128])  # one hidden dense layer per entry
+    dense_dropout: float = 0.5
+    activation: str = "relu"  # relu | leaky_relu | elu | selu | tanh | sigmoid
+    loss: str = "sparse_categorical_crossentropy"
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adam"  # adam | sgd | rmsprop | adadelta
+    learning_rate: float = 0.001  # for one rank; multiplied by the number of ranks when scale_by_ranks
+    scale_by_ranks: bool = True
+    momentum: float = 0.9  # sgd and rmsprop
+    nesterov: bool = False  # sgd
+    beta_1: float = 0.9  # adam
+    beta_2: float = 0.999  # adam
+    epsilon: float = 1e-7
+    warmup_epochs: float = 1.0  # ramp from learning_rate to the scaled rate over this many epochs
+    schedule: str = "none"  # none | step | exponential | cosine | plateau
+    decay_rate: float = 0.5  # step: factor every decay_epochs; exponential: factor per decay_epochs
+    decay_epochs: float = 5.0
+    min_learning_rate: float = 1e-6  # floor for cosine and plateau
+    plateau_patience: int = 2
+
+
+@dataclass
+class TrainConfig:
+    num_proc: int | None = None  # Horovod ranks; None: Spark's default parallelism
+    batch_size: int = 64  # per rank
+    epochs: int = 3
+    early_stopping_patience: int = 0  # epochs without val-loss improvement before stopping; 0: off
+    seed: int = 42
+    shuffle_buffer: int = 4096
+    checkpoint_dir: str = "data/checkpoints"  # every rank and the driver must reach it
+    resume: bool = True  # an unfinished run with the same settings continues from its last epoch
+    threads_per_rank: int | None = None  # None: the driver's cores divided by the ranks, at least 1
+    nics: list[str] = field(default_factory=lambda: ["lo"])  # Horovod/Gloo interfaces; [] lets Horovod pick
+    start_timeout_s: int = 120
+    dead_unit_batch: int = 256  # validation images used to count dead ReLU units each epoch
+    misclassified_examples: int = 25
+    report_shards: bool = False  # each rank returns the ids of its train shard (to check they are disjoint)
+
+
+@dataclass
+class MlflowConfig:
+    tracking_uri: str = "sqlite:///data/mlflow/mlflow.db"
+    artifact_location: str | None = "data/mlflow/artifacts"  # for a new experiment; None: the server's default
+    experiment: str = "mnist-pipeline"
+    registered_model: str = "mnist-cnn"
+    run_name: str | None = None
+
+
+@dataclass
 class PipelineConfig:
     spark: SparkConfig = field(default_factory=SparkConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -140,6 +202,28 @@ def validate(cfg: PipelineConfig) -> None:
         raise ConfigError(f"ingest.max_shards is {ing.max_shards}; expected at least 1")
     if ing.rows_per_row_group < 1:
         raise ConfigError(f"ingest.rows_per_row_group is {ing.rows_per_row_group}; expected at least 1")
+    _one_of("model.activation", cfg.model.activation, ("relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid"))
+    _one_of("model.loss", cfg.model.loss, ("sparse_categorical_crossentropy",))
+    _one_of("optimizer.name", cfg.optimizer.name, ("adam", "sgd", "rmsprop", "adadelta"))
+    _one_of("optimizer.schedule", cfg.optimizer.schedule, ("none", "step", "exponential", "cosine", "plateau"))
+    for key, value in (("model.conv_dropout", cfg.model.conv_dropout), ("model.dense_dropout", cfg.model.dense_dropout),
+                       ("model.label_smoothing", cfg.model.label_smoothing)):
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"{key} is {value}; expected a fraction in [0, 1)")
+    if any(n < 1 for n in cfg.model.conv_filters + cfg.model.dense_units):
+        raise ConfigError("model.conv_filters and model.dense_units must hold positive sizes")
+    for key, value in (("train.batch_size", cfg.train.batch_size), ("train.epochs", cfg.train.epochs)):
+        if value < 1:
+            raise ConfigError(f"{key} is {value}; expected at least 1")
+    if cfg.train.num_proc is not None and cfg.train.num_proc < 1:
+        raise ConfigError(f"train.num_proc is {cfg.train.num_proc}; expected at least 1 (or null for Spark's default)")
+    if cfg.optimizer.learning_rate <= 0:
+        raise ConfigError(f"optimizer.learning_rate is {cfg.optimizer.learning_rate}; expected a positive number")
+
+
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} is {value!r}; expected one of {', '.join(allowed)}")
 
 
 def _set_dotted(cfg: Any, key: str, value: Any, source: str) -> None:

@@ -11,3 +11,11 @@ class ConfigError(PipelineError):
 
 class InputError(PipelineError):
     """Input data is missing, malformed or inconsistent; the message names the file and the value."""
+
+
+class PreflightError(PipelineError):
+    """A check before launching training failed; the message says what to change."""
+
+
+class TrainingError(PipelineError):
+    """Distributed training failed; the message says where the checkpoint is and how to resume."""

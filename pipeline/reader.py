@@ -7,6 +7,7 @@ Training uses exactly this: Petastorm's ``make_batch_reader`` shards by Parquet 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 
 from pipeline.dataset import split_path
@@ -48,6 +49,10 @@ def open_split(
     """
     import tensorflow as tf
     from petastorm import make_batch_reader
+
+    # petastorm 0.13 uses pyarrow's legacy dataset API, which pyarrow 12 warns about at every call.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm(\.|$)")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"petastorm(\.|$)")
     from petastorm.tf_utils import make_petastorm_dataset
 
     fields = ["id", "image", "label"] if with_ids else ["image", "label"]

@@ -1,0 +1,56 @@
+"""MLflow on the driver: tracking URI and experiment set-up, and the reachability check."""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from pipeline.config import MlflowConfig
+from pipeline.errors import PreflightError
+
+
+def check_tracking(cfg: MlflowConfig, timeout_s: float = 5.0) -> None:
+    """Fails in seconds, with what to change, when the tracking store cannot be reached."""
+    uri = cfg.tracking_uri
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as response:
+                if response.status != 200:
+                    raise OSError(f"HTTP {response.status}")
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise PreflightError(
+                f"the MLflow tracking server at {uri} does not answer ({reason}); start it "
+                "(e.g. `mlflow server --host 127.0.0.1 --port 5000`) or point mlflow.tracking_uri elsewhere"
+            ) from None
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PreflightError(f"mlflow.tracking_uri {uri}: cannot create {folder} ({exc})") from None
+    elif uri == "databricks" or uri.startswith("databricks://"):
+        if not (os.environ.get("DATABRICKS_HOST") or os.environ.get("DATABRICKS_RUNTIME_VERSION")
+                or Path("~/.databrickscfg").expanduser().exists()):
+            raise PreflightError(
+                f"mlflow.tracking_uri is {uri} but no Databricks credentials were found; set DATABRICKS_HOST and "
+                "DATABRICKS_TOKEN, or run on Databricks"
+            )
+
+
+def setup_experiment(cfg: MlflowConfig) -> str:
+    """Points MLflow at the configured store and returns the experiment id (created if missing)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    experiment = mlflow.get_experiment_by_name(cfg.experiment)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if cfg.artifact_location:
+        location = cfg.artifact_location
+        if "://" not in location and not location.startswith("dbfs:"):
+            location = Path(location).resolve().as_uri()
+    return mlflow.create_experiment(cfg.experiment, artifact_location=location)
