@@ -98,7 +98,7 @@ class OptimizerConfig:
 
 @dataclass
 class TrainConfig:
-    num_proc: int | None = None  # Horovod ranks; None: Spark's default parallelism
+    num_proc: int | None = None  # Horovod ranks; None: Spark's default parallelism, capped by the row groups
     batch_size: int = 64  # per rank
     epochs: int = 3
     early_stopping_patience: int = 0  # epochs without val-loss improvement before stopping; 0: off

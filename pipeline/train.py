@@ -52,18 +52,23 @@ def preflight(spark: SparkSession, cfg: PipelineConfig) -> Preflight:
     """Checks, in seconds, what would otherwise fail after Horovod's start timeout."""
     sc = spark.sparkContext
     slots = sc.defaultParallelism // int(sc.getConf().get("spark.task.cpus", "1"))
-    num_proc = cfg.train.num_proc or slots
+    try:
+        manifest = read_manifest(HadoopFS(spark), cfg.data.root)
+    except InputError as exc:
+        raise PreflightError(str(exc)) from None
+    row_groups = {split: count_row_groups(split_path(cfg.data.root, split)) for split in SPLITS}
+    num_proc = cfg.train.num_proc
+    if num_proc is None:
+        num_proc = max(1, min(slots, *row_groups.values()))
+        if num_proc < slots:
+            log.info("train.num_proc not set: %d ranks (the fewest row groups of a split; Spark has %d slots)",
+                     num_proc, slots)
     if num_proc > slots:
         raise PreflightError(
             f"train.num_proc={num_proc} but Spark has {slots} task slots (spark.default.parallelism / spark.task.cpus); "
             "each Horovod rank needs its own slot: lower train.num_proc or add executors/cores"
         )
-    try:
-        manifest = read_manifest(HadoopFS(spark), cfg.data.root)
-    except InputError as exc:
-        raise PreflightError(str(exc)) from None
-    for split in SPLITS:
-        groups = count_row_groups(split_path(cfg.data.root, split))
+    for split, groups in row_groups.items():
         if groups < num_proc:
             raise PreflightError(
                 f"split {split} of {cfg.data.root} has {groups} Parquet row groups but train.num_proc={num_proc} ranks "

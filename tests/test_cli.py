@@ -47,3 +47,16 @@ def test_config_prints_the_effective_yaml(tmp_path):
     result = _run("config", "ingest.seed=5", cwd=tmp_path)
     assert result.returncode == 0
     assert "seed: 5" in result.stdout
+
+
+def test_run_ingests_trains_and_prints_the_registered_model(tmp_path):
+    """The README's main command, on the sample, in a fresh working folder (SQLite store there)."""
+    result = _run("run", "spark.master=local[2]", "train.epochs=1", "spark.progress_interval_s=0",
+                  f"ingest.train={SAMPLE_DIR}/train-*", f"ingest.test={SAMPLE_DIR}/t10k-*", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "train     7,200" in result.stdout
+    assert "model mnist-cnn version 1: test accuracy 0." in result.stdout
+    assert "mlflow ui --backend-store-uri sqlite:///data/mlflow/mlflow.db" in result.stdout
+    assert "epoch 1/1: loss" in result.stderr
+    assert (tmp_path / "data" / "mlflow" / "mlflow.db").is_file()
+    assert (tmp_path / "data" / "datasets" / "mnist" / "manifest.json").is_file()
