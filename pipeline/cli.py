@@ -1,8 +1,8 @@
 """The ``mnist-pipeline`` console script: one sub-command per stage, all over the same functions.
 
-    mnist-pipeline run    [-c conf/cluster.yaml ...] [section.key=value ...]   # ingest, then train
-    mnist-pipeline ingest [-c ...] [section.key=value ...]
-    mnist-pipeline train  [-c ...] [section.key=value ...]
+    mnist-pipeline run      [-c conf/cluster.yaml ...] [section.key=value ...]   # every stage, in order
+    mnist-pipeline retrain  [-c ...] [section.key=value ...]   # the same, for schedulers
+    mnist-pipeline ingest | train | evaluate | infer  [-c ...] [section.key=value ...]
     mnist-pipeline config [-c ...] [section.key=value ...]   # print the effective config
 """
 
@@ -30,7 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("ingest", parents=[common], help="raw MNIST -> validated, split Parquet dataset + manifest")
     sub.add_parser("train", parents=[common], help="Horovod-on-Spark training; logs to MLflow, registers the model")
-    sub.add_parser("run", parents=[common], help="the whole pipeline: ingest, then train")
+    sub.add_parser("evaluate", parents=[common], help="challenger vs champion on the test split; promote if better")
+    sub.add_parser("infer", parents=[common], help="Spark batch inference with the champion (or a given version)")
+    sub.add_parser("run", parents=[common], help="the whole pipeline: ingest, train, evaluate/promote, infer")
+    sub.add_parser("retrain", parents=[common], help="the same as run, for schedulers: exit 0 promoted or kept")
     sub.add_parser("config", parents=[common], help="print the effective config as YAML")
     return parser
 
@@ -87,14 +90,48 @@ def run_train(cfg: PipelineConfig) -> int:
     return 0
 
 
-def run_all(cfg: PipelineConfig) -> int:
-    from pipeline.ingest import ingest
-    from pipeline.spark import get_spark
-    from pipeline.train import train
+def format_decision(decision, cfg: PipelineConfig) -> str:
+    verdict = "promoted to" if decision.promote else "not promoted; the champion stays"
+    champion = f" (champion was version {decision.champion_version})" if decision.champion_version else ""
+    alias = cfg.promote.champion_alias
+    return (f"evaluate: version {decision.version} {verdict} @{alias}{champion}: {decision.reason}")
 
-    spark = get_spark(cfg.spark)
-    print(format_manifest(ingest(spark, cfg), cfg.data.root))
-    print(format_training(train(spark, cfg), cfg))
+
+def format_inference(summary: dict) -> str:
+    accuracy = f", accuracy {summary['accuracy']:.4f} on {summary['labelled_rows']:,} labelled rows" \
+        if summary["accuracy"] is not None else ""
+    histogram = " ".join(f"{k}:{v}" for k, v in summary["predicted_histogram"].items())
+    return (f"infer: {summary['rows_scored']:,} rows scored, {summary['rejects']:,} rejects, "
+            f"{summary['rows_per_sec']:,.0f} rows/s{accuracy}\n"
+            f"  predicted classes {histogram}\n"
+            f"  model {summary['model_uri']} -> {summary['output']}")
+
+
+def run_evaluate(cfg: PipelineConfig) -> int:
+    from pipeline.promote import evaluate_and_promote
+
+    print(format_decision(evaluate_and_promote(cfg), cfg))
+    return 0
+
+
+def run_infer(cfg: PipelineConfig) -> int:
+    from pipeline.infer import batch_infer
+    from pipeline.spark import get_spark
+
+    print(format_inference(batch_infer(get_spark(cfg.spark), cfg)))
+    return 0
+
+
+def run_all(cfg: PipelineConfig) -> int:
+    from pipeline.retrain import run_pipeline
+    from pipeline.spark import get_spark
+
+    report = run_pipeline(get_spark(cfg.spark), cfg)
+    print(format_manifest(report.manifest, cfg.data.root))
+    print(format_training(report.training, cfg))
+    print(format_decision(report.decision, cfg))
+    if report.inference is not None:
+        print(format_inference(report.inference))
     return 0
 
 
@@ -110,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
             return run_ingest(cfg)
         if args.command == "train":
             return run_train(cfg)
-        if args.command == "run":
+        if args.command == "evaluate":
+            return run_evaluate(cfg)
+        if args.command == "infer":
+            return run_infer(cfg)
+        if args.command in ("run", "retrain"):
             return run_all(cfg)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -124,6 +124,35 @@ class MlflowConfig:
 
 
 @dataclass
+class PromoteConfig:
+    min_accuracy: float = 0.85  # absolute floor on test accuracy for any champion
+    max_regression: float = 0.005  # the challenger may trail the champion's test accuracy by at most this
+    max_class_regression: float = 0.03  # ... and any single class's recall by at most this
+    champion_alias: str = "champion"
+    challenger_alias: str = "challenger"
+    version: str | None = None  # the candidate; None: the newest version of mlflow.registered_model
+
+
+@dataclass
+class InferConfig:
+    input_format: str = "dataset"  # dataset | idx | parquet | images
+    input: str | None = None  # dataset root (None: data.root), IDX file pattern, Parquet path, or images folder
+    split: str = "test"  # for input_format dataset
+    id_column: str = "id"  # for parquet: the row id (if missing, a hash of the image)
+    image_column: str = "image"  # for parquet: 784 bytes, or an array of 784 pixel values
+    label_column: str | None = "label"  # optional; when present, accuracy is reported
+    alias: str = "champion"  # the model is models:/<mlflow.registered_model>@<alias> ...
+    model_version: str | None = None  # ... unless a version is given
+    output: str = "data/predictions/mnist"  # predictions/ and rejects/ and summary.json under it
+    output_format: str = "parquet"  # parquet | delta
+
+
+@dataclass
+class RetrainConfig:
+    infer: bool = True  # score infer.input with the champion after promotion
+
+
+@dataclass
 class PipelineConfig:
     spark: SparkConfig = field(default_factory=SparkConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
@@ -132,6 +161,9 @@ class PipelineConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    promote: PromoteConfig = field(default_factory=PromoteConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -217,6 +249,8 @@ def validate(cfg: PipelineConfig) -> None:
             raise ConfigError(f"{key} is {value}; expected at least 1")
     if cfg.train.num_proc is not None and cfg.train.num_proc < 1:
         raise ConfigError(f"train.num_proc is {cfg.train.num_proc}; expected at least 1 (or null for Spark's default)")
+    _one_of("infer.input_format", cfg.infer.input_format, ("dataset", "idx", "parquet", "images"))
+    _one_of("infer.output_format", cfg.infer.output_format, ("parquet", "delta"))
     if cfg.optimizer.learning_rate <= 0:
         raise ConfigError(f"optimizer.learning_rate is {cfg.optimizer.learning_rate}; expected a positive number")
 

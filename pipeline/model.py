@@ -24,12 +24,14 @@ def _activation(keras, name: str, layer_name: str):
 
 
 def build_model(cfg: ModelConfig):
-    """Returns an uncompiled ``tf_keras`` model taking uint8 ``(batch, 28, 28, 1)`` pixels 0-255."""
+    """Returns an uncompiled ``tf_keras`` model taking ``(batch, 28, 28, 1)`` raw pixel values 0-255."""
     import tf_keras as keras
 
     if cfg.activation not in ACTIVATIONS:
         raise ValueError(f"model.activation is {cfg.activation!r}; expected one of {', '.join(ACTIVATIONS)}")
-    inputs = keras.Input(shape=(28, 28, 1), name="image", dtype="uint8")
+    # float32 raw pixels 0-255: uint8 batches from the reader are cast by Keras; scoring services
+    # (spark_udf, pyfunc) hand over float arrays, which a SavedModel signature must match exactly.
+    inputs = keras.Input(shape=(28, 28, 1), name="image", dtype="float32")
     x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     for i, filters in enumerate(cfg.conv_filters, start=1):
         x = keras.layers.Conv2D(filters, cfg.kernel_size, name=f"conv{i}")(x)

@@ -297,7 +297,7 @@ def _log_evaluation_and_model(cfg: PipelineConfig, model, run_id: str, epochs: l
     import matplotlib.pyplot as plt
 
     plt.close("all")
-    example = images[:5]
+    example = images[:5].astype(np.float32)
     signature = infer_signature(example, model.predict(example, verbose=0))
     info = mlflow.tensorflow.log_model(model, name="model", signature=signature, input_example=example,
                                        registered_model_name=cfg.mlflow.registered_model)

@@ -82,7 +82,7 @@ def test_two_ranks_train_track_and_register(spark, sample_dataset, tracking_serv
     mlflow.set_tracking_uri(tracking_server.uri)
     loaded = mlflow.pyfunc.load_model(f"models:/{cfg.mlflow.registered_model}/{result.model_version}")
     test_rows = read_split(root, "test")[:200]
-    images = np.stack([np.frombuffer(r[1], dtype=np.uint8).reshape(28, 28, 1) for r in test_rows])
+    images = np.stack([np.frombuffer(r[1], dtype=np.uint8).reshape(28, 28, 1) for r in test_rows]).astype(np.float32)
     probs = np.asarray(loaded.predict(images))
     assert probs.shape == (200, 10)
     accuracy = float(np.mean(probs.argmax(axis=1) == np.array([r[2] for r in test_rows])))

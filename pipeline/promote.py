@@ -1,0 +1,140 @@
+"""Champion/challenger: score a candidate version and the champion on the same test split, and move
+the ``champion`` alias only if the candidate clears the floor and does not regress.
+
+The decision is a pure function (``decide``); ``evaluate_and_promote`` does the MLflow I/O around it.
+The alias is only ever re-pointed in one call after every evaluation succeeded, so a failure at any
+step leaves the registry with the champion it had.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.config import PipelineConfig, PromoteConfig
+from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+
+class PromotionError(PipelineError):
+    """The candidate could not be evaluated; the champion was left as it was."""
+
+
+@dataclass
+class Scores:
+    accuracy: float
+    class_recall: dict[int, float]
+
+
+@dataclass
+class Decision:
+    promote: bool
+    reason: str
+    challenger: Scores
+    champion: Scores | None
+    version: str
+    champion_version: str | None
+
+
+def decide(challenger: Scores, champion: Scores | None, cfg: PromoteConfig) -> tuple[bool, str]:
+    """Promote iff the challenger clears the floor and trails the champion by no more than the margins."""
+    if challenger.accuracy < cfg.min_accuracy:
+        return False, f"test accuracy {challenger.accuracy:.4f} is below the floor {cfg.min_accuracy:.4f}"
+    if champion is None:
+        return True, f"first model: test accuracy {challenger.accuracy:.4f} clears the floor {cfg.min_accuracy:.4f}"
+    drop = champion.accuracy - challenger.accuracy
+    if drop > cfg.max_regression:
+        return False, (f"test accuracy {challenger.accuracy:.4f} trails the champion's {champion.accuracy:.4f} by "
+                       f"{drop:.4f}, more than max_regression {cfg.max_regression:.4f}")
+    worst = max(champion.class_recall, key=lambda c: champion.class_recall[c] - challenger.class_recall.get(c, 0.0))
+    class_drop = champion.class_recall[worst] - challenger.class_recall.get(worst, 0.0)
+    if class_drop > cfg.max_class_regression:
+        return False, (f"recall of class {worst} fell from {champion.class_recall[worst]:.4f} to "
+                       f"{challenger.class_recall.get(worst, 0.0):.4f} ({class_drop:.4f} > max_class_regression "
+                       f"{cfg.max_class_regression:.4f})")
+    if drop > 0:
+        return True, (f"test accuracy {challenger.accuracy:.4f} is within {cfg.max_regression:.4f} of the "
+                      f"champion's {champion.accuracy:.4f}, no class regressed beyond {cfg.max_class_regression:.4f}")
+    return True, (f"test accuracy {challenger.accuracy:.4f} >= the champion's {champion.accuracy:.4f}, no class "
+                  f"regressed beyond {cfg.max_class_regression:.4f}")
+
+
+def score_model(model_uri: str, dataset_root: str) -> Scores:
+    """Loads a registered model with pyfunc and scores it on the test split (driver side)."""
+    import mlflow
+
+    from pipeline import metrics
+    from pipeline.reader import open_split
+
+    model = mlflow.pyfunc.load_model(model_uri)
+    labels, predicted = [], []
+    with open_split(dataset_root, "test", 1024) as ds:
+        for image, label in ds:
+            probs = np.asarray(model.predict(image.numpy().astype(np.float32)))
+            predicted.append(probs.argmax(axis=1))
+            labels.append(label.numpy())
+    matrix = metrics.confusion_matrix(np.concatenate(labels), np.concatenate(predicted))
+    recall = {c: s["recall"] for c, s in metrics.per_class_scores(matrix).items()}
+    return Scores(accuracy=metrics.accuracy(matrix), class_recall=recall)
+
+
+def evaluate_and_promote(cfg: PipelineConfig, version: str | None = None) -> Decision:
+    """Evaluates the candidate (``version``, else ``promote.version``, else the newest) against the champion
+    and records the decision and its reason as tags on the version and its run.
+
+    Raises:
+        PromotionError: there is no candidate, or a model cannot be loaded or scored; nothing moved.
+    """
+    from mlflow import MlflowClient
+
+    from pipeline.fs import qualify
+    from pipeline.tracking import setup_experiment
+
+    setup_experiment(cfg.mlflow)
+    client = MlflowClient()
+    name, pcfg = cfg.mlflow.registered_model, cfg.promote
+    versions = client.search_model_versions(f"name='{name}'")
+    if not versions:
+        raise PromotionError(f"registered model {name!r} has no versions; train one first (mnist-pipeline train)")
+    version = version or pcfg.version or str(max(int(v.version) for v in versions))
+    candidate = client.get_model_version(name, version)
+    try:
+        champion = client.get_model_version_by_alias(name, pcfg.champion_alias)
+    except Exception:
+        champion = None
+    root = qualify(cfg.data.root)
+    try:
+        challenger_scores = score_model(f"models:/{name}/{version}", root)
+    except Exception as exc:
+        raise PromotionError(f"could not evaluate {name} version {version}: {exc}; the champion is unchanged") from exc
+    champion_scores = None
+    if champion is not None and champion.version != version:
+        try:
+            champion_scores = score_model(f"models:/{name}/{champion.version}", root)
+        except Exception as exc:
+            raise PromotionError(
+                f"could not evaluate the champion ({name} version {champion.version}): {exc}; nothing was changed"
+            ) from exc
+    elif champion is not None:
+        champion_scores = challenger_scores
+    promote, reason = decide(challenger_scores, champion_scores, pcfg)
+    client.set_registered_model_alias(name, pcfg.challenger_alias, version)
+    if promote:
+        client.set_registered_model_alias(name, pcfg.champion_alias, version)
+    tags = {
+        "promotion.decision": "promoted" if promote else "rejected",
+        "promotion.reason": reason,
+        "promotion.challenger_accuracy": f"{challenger_scores.accuracy:.4f}",
+        "promotion.champion_accuracy": f"{champion_scores.accuracy:.4f}" if champion_scores else "none",
+        "promotion.champion_version": champion.version if champion else "none",
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+        if candidate.run_id:
+            client.set_tag(candidate.run_id, key, value)
+    log.info("%s version %s %s: %s", name, version, tags["promotion.decision"], reason)
+    return Decision(promote=promote, reason=reason, challenger=challenger_scores, champion=champion_scores,
+                    version=version, champion_version=champion.version if champion else None)
