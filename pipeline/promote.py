@@ -102,23 +102,23 @@ def evaluate_and_promote(cfg: PipelineConfig, version: str | None = None) -> Dec
     version = version or pcfg.version or str(max(int(v.version) for v in versions))
     candidate = client.get_model_version(name, version)
     try:
-        champion = client.get_model_version_by_alias(name, pcfg.champion_alias)
+        champion_version = str(client.get_model_version_by_alias(name, pcfg.champion_alias).version)
     except Exception:
-        champion = None
+        champion_version = None
     root = qualify(cfg.data.root)
     try:
         challenger_scores = score_model(f"models:/{name}/{version}", root)
     except Exception as exc:
         raise PromotionError(f"could not evaluate {name} version {version}: {exc}; the champion is unchanged") from exc
     champion_scores = None
-    if champion is not None and champion.version != version:
+    if champion_version is not None and champion_version != version:
         try:
-            champion_scores = score_model(f"models:/{name}/{champion.version}", root)
+            champion_scores = score_model(f"models:/{name}/{champion_version}", root)
         except Exception as exc:
             raise PromotionError(
-                f"could not evaluate the champion ({name} version {champion.version}): {exc}; nothing was changed"
+                f"could not evaluate the champion ({name} version {champion_version}): {exc}; nothing was changed"
             ) from exc
-    elif champion is not None:
+    elif champion_version is not None:
         champion_scores = challenger_scores
     promote, reason = decide(challenger_scores, champion_scores, pcfg)
     client.set_registered_model_alias(name, pcfg.challenger_alias, version)
@@ -129,7 +129,7 @@ def evaluate_and_promote(cfg: PipelineConfig, version: str | None = None) -> Dec
         "promotion.reason": reason,
         "promotion.challenger_accuracy": f"{challenger_scores.accuracy:.4f}",
         "promotion.champion_accuracy": f"{champion_scores.accuracy:.4f}" if champion_scores else "none",
-        "promotion.champion_version": champion.version if champion else "none",
+        "promotion.champion_version": champion_version or "none",
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
@@ -137,4 +137,4 @@ def evaluate_and_promote(cfg: PipelineConfig, version: str | None = None) -> Dec
             client.set_tag(candidate.run_id, key, value)
     log.info("%s version %s %s: %s", name, version, tags["promotion.decision"], reason)
     return Decision(promote=promote, reason=reason, challenger=challenger_scores, champion=champion_scores,
-                    version=version, champion_version=champion.version if champion else None)
+                    version=version, champion_version=champion_version)

@@ -1,0 +1,152 @@
+"""Spark batch inference over every input kind, with rejects for rows that cannot be scored."""
+
+import gzip
+import json
+
+import mlflow
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from pipeline.config import ModelConfig, PipelineConfig
+from pipeline.errors import PipelineError
+from pipeline.infer import batch_infer
+from tests.helpers import idx_images_bytes, idx_labels_bytes, read_split, tree_snapshot, write_idx_pair
+
+
+@pytest.fixture(scope="module")
+def champion(tmp_path_factory, trained_weights):
+    """A registry (SQLite store) whose model 'mnist-cnn' has version 1 under the alias champion."""
+    from pipeline.model import build_model
+    from pipeline.tracking import setup_experiment
+
+    folder = tmp_path_factory.mktemp("registry")
+    cfg = PipelineConfig()
+    cfg.mlflow.tracking_uri = f"sqlite:///{folder / 'mlflow.db'}"
+    cfg.mlflow.artifact_location = str(folder / "artifacts")
+    experiment = setup_experiment(cfg.mlflow)
+    model = build_model(ModelConfig())
+    model.set_weights(trained_weights)
+    example = np.zeros((2, 28, 28, 1), dtype=np.float32)
+    with mlflow.start_run(experiment_id=experiment) as run:
+        info = mlflow.tensorflow.log_model(model, name="model", registered_model_name="mnist-cnn",
+                                           signature=mlflow.models.infer_signature(example, model.predict(example)))
+    mlflow.MlflowClient().set_registered_model_alias("mnist-cnn", "champion", info.registered_model_version)
+    return cfg.mlflow, model, run.info.run_id
+
+
+def _cfg(champion, tmp_path, fmt, source, **infer) -> PipelineConfig:
+    cfg = PipelineConfig()
+    cfg.mlflow = champion[0]
+    cfg.spark.progress_interval_s = 0
+    cfg.infer.input_format = fmt
+    cfg.infer.input = str(source)
+    cfg.infer.output = str(tmp_path / "predictions")
+    for key, value in infer.items():
+        setattr(cfg.infer, key, value)
+    return cfg
+
+
+def _outputs(tmp_path):
+    out = tmp_path / "predictions"
+    predictions = pq.read_table(str(out / "predictions")).to_pylist()
+    rejects = pq.read_table(str(out / "rejects")).to_pylist()
+    return {r["id"]: r for r in predictions}, {r["id"]: r for r in rejects}, json.loads((out / "summary.json").read_text())
+
+
+def test_dataset_split_is_scored_like_the_model_in_memory(spark, champion, sample_dataset, tmp_path):
+    _, model, run_id = champion
+    summary = batch_infer(spark, _cfg(champion, tmp_path, "dataset", sample_dataset[0], split="test"))
+    predictions, rejects, on_disk = _outputs(tmp_path)
+    assert on_disk == summary
+    assert summary["rows_scored"] == len(predictions) == 2000 and summary["rejects"] == 0 and not rejects
+    rows = read_split(sample_dataset[0], "test")
+    images = np.stack([np.frombuffer(r[1], dtype=np.uint8).reshape(28, 28, 1) for r in rows]).astype(np.float32)
+    expected = model.predict(images, verbose=0)
+    agree = np.mean([predictions[r[0]]["predicted_label"] == int(expected[i].argmax()) for i, r in enumerate(rows)])
+    assert agree >= 0.995
+    one = predictions[rows[0][0]]
+    assert len(one["probabilities"]) == 10 and abs(sum(one["probabilities"]) - 1) < 1e-3
+    assert one["probability"] == pytest.approx(max(one["probabilities"]))
+    assert (one["model_name"], one["model_version"], one["run_id"]) == ("mnist-cnn", "1", run_id)
+    assert one["label"] == rows[0][2] and one["scored_at"] is not None
+    labels = np.array([r[2] for r in rows])
+    assert summary["accuracy"] == pytest.approx(np.mean(labels == expected.argmax(axis=1)), abs=0.005)
+    assert sum(summary["predicted_histogram"].values()) == 2000
+    assert summary["rows_per_sec"] > 0
+
+
+def test_idx_input_with_a_bad_file_scores_the_rest(spark, champion, small_arrays, tmp_path):
+    folder = tmp_path / "in"
+    write_idx_pair(folder, "batch-a", *small_arrays["test"])
+    x, y = small_arrays["train"]
+    (folder / "batch-b-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_images_bytes(x[:10], magic=0x0801)))
+    (folder / "batch-b-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_labels_bytes(y[:10])))
+    summary = batch_infer(spark, _cfg(champion, tmp_path, "idx", folder / "batch-*"))
+    predictions, rejects, _ = _outputs(tmp_path)
+    assert summary["rows_scored"] == 60 and summary["rejects"] == 1
+    (reject,) = rejects.values()
+    assert "batch-b-images-idx3-ubyte.gz: magic number 0x00000801, expected 0x00000803" in reject["reject_reason"]
+    assert all(p["label"] is not None for p in predictions.values())
+
+
+def test_parquet_table_mixing_good_and_bad_rows(spark, champion, small_arrays, tmp_path):
+    x, y = small_arrays["test"]
+    images = [row.tobytes() for row in x[:20]] + [b"\x00" * 700, None, x[0].tobytes() + b"\x01"]
+    ids = [f"img-{i}" for i in range(len(images))]
+    table = pa.table({"key": ids, "pixels": pa.array(images, pa.binary()), "digit": list(y[:20]) + [0, 0, 0]})
+    (tmp_path / "table").mkdir()
+    pq.write_table(table, tmp_path / "table" / "part-0.parquet")
+    summary = batch_infer(spark, _cfg(champion, tmp_path, "parquet", tmp_path / "table", id_column="key",
+                                      image_column="pixels", label_column="digit"))
+    predictions, rejects, _ = _outputs(tmp_path)
+    assert summary["rows_scored"] == 20 and summary["rejects"] == 3
+    assert rejects["img-20"]["reject_reason"] == "image has 700 pixels; expected 784 (28x28)"
+    assert rejects["img-21"]["reject_reason"] == "image is missing (null)"
+    assert rejects["img-22"]["reject_reason"] == "image has 785 pixels; expected 784 (28x28)"
+    assert set(predictions) == {f"img-{i}" for i in range(20)}
+
+
+def test_parquet_array_column_out_of_range_is_rejected(spark, champion, small_arrays, tmp_path):
+    x, _ = small_arrays["test"]
+    good = x[0].astype(int).tolist()
+    bad = list(good)
+    bad[5] = 300
+    table = pa.table({"id": ["good", "bad"], "image": [good, bad]})
+    (tmp_path / "table").mkdir()
+    pq.write_table(table, tmp_path / "table" / "part-0.parquet")
+    summary = batch_infer(spark, _cfg(champion, tmp_path, "parquet", tmp_path / "table", label_column=None))
+    predictions, rejects, _ = _outputs(tmp_path)
+    assert set(predictions) == {"good"} and summary["accuracy"] is None
+    assert rejects["bad"]["reject_reason"] == "pixel values out of range 0..300; expected 0-255"
+
+
+def test_image_folder_converts_and_rejects(spark, champion, small_arrays, tmp_path):
+    x, _ = small_arrays["test"]
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(x[0].reshape(28, 28), mode="L").save(folder / "gray.png")
+    rgb = Image.fromarray(np.stack([x[1].reshape(28, 28)] * 3, axis=-1), mode="RGB").resize((64, 64))
+    rgb.save(folder / "color.jpg", quality=95)
+    (folder / "broken.png").write_bytes(b"this is not a png")
+    summary = batch_infer(spark, _cfg(champion, tmp_path, "images", folder))
+    predictions, rejects, _ = _outputs(tmp_path)
+    assert summary["rows_scored"] == 2 and summary["rejects"] == 1
+    by_name = {k.rsplit("/", 1)[-1]: v for k, v in predictions.items()}
+    assert by_name["gray.png"]["note"] is None
+    assert by_name["color.jpg"]["note"] == "converted RGB to grayscale; resized 64x64 to 28x28"
+    (reject,) = rejects.values()
+    assert reject["id"].endswith("broken.png") and reject["reject_reason"].startswith("cannot decode image")
+
+
+def test_missing_champion_alias_is_a_clear_error_and_keeps_old_output(spark, champion, sample_dataset, tmp_path):
+    cfg = _cfg(champion, tmp_path, "dataset", sample_dataset[0])
+    batch_infer(spark, cfg)
+    before = tree_snapshot(tmp_path / "predictions")
+    cfg.infer.alias = "nobody"
+    with pytest.raises(PipelineError, match=r"registered model 'mnist-cnn' has no alias 'nobody' in sqlite:///.*; "
+                                            r"promote a version first \(`mnist-pipeline evaluate`\)"):
+        batch_infer(spark, cfg)
+    assert tree_snapshot(tmp_path / "predictions") == before
