@@ -118,6 +118,7 @@ class TrainConfig:
 class MlflowConfig:
     tracking_uri: str = "sqlite:///data/mlflow/mlflow.db"
     artifact_location: str | None = "data/mlflow/artifacts"  # for a new experiment; None: the server's default
+    registry_uri: str | None = None  # None: the tracking store; databricks-uc for Unity Catalog
     experiment: str = "mnist-pipeline"
     registered_model: str = "mnist-cnn"
     run_name: str | None = None

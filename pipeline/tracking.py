@@ -45,6 +45,8 @@ def setup_experiment(cfg: MlflowConfig) -> str:
     import mlflow
 
     mlflow.set_tracking_uri(cfg.tracking_uri)
+    if cfg.registry_uri:
+        mlflow.set_registry_uri(cfg.registry_uri)
     experiment = mlflow.get_experiment_by_name(cfg.experiment)
     if experiment is not None:
         return experiment.experiment_id

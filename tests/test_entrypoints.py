@@ -1,0 +1,116 @@
+"""The Databricks side: notebooks run top to bottom (with a stand-in for dbutils.widgets, the one part of
+Databricks that cannot exist here), and the Asset Bundle points at notebooks that exist."""
+
+import ast
+import re
+from pathlib import Path
+
+import yaml
+
+from pipeline.cli import _parser
+from tests.helpers import SAMPLE_DIR
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO / "notebooks"
+
+
+class Widgets:
+    """Stands in for ``dbutils.widgets``: text() declares a widget with its default, get() reads it."""
+
+    def __init__(self, values: dict[str, str]):
+        self._values = dict(values)
+        self.declared: dict[str, str] = {}
+
+    def text(self, name, default, label=None):
+        self.declared[name] = default
+        self._values.setdefault(name, default)
+
+    def get(self, name):
+        if name not in self.declared:
+            raise ValueError(f"widget {name!r} was not declared")  # as Databricks does: InputWidgetNotDefined
+        return self._values[name]
+
+
+class DBUtils:
+    def __init__(self, values):
+        self.widgets = Widgets(values)
+
+
+def run_notebook(path: Path, spark, widgets: dict[str, str], capsys) -> str:
+    """Executes a Databricks source-format notebook cell by cell, as the workspace would."""
+    source = path.read_text()
+    assert source.startswith("# Databricks notebook source\n")
+    namespace = {"spark": spark, "dbutils": DBUtils(widgets), "display": print}
+    for cell in source.split("# COMMAND ----------"):
+        code = "\n".join(line for line in cell.splitlines() if not line.startswith("# MAGIC"))
+        exec(compile(code, str(path), "exec"), namespace)  # noqa: S102
+    return capsys.readouterr().out
+
+
+def test_notebooks_run_top_to_bottom_on_the_sample(spark, tmp_path, capsys):
+    common = {
+        "conf": "",
+        "data.root": str(tmp_path / "dataset"),
+        "overrides": f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db mlflow.artifact_location={tmp_path}/artifacts "
+                     f"train.checkpoint_dir={tmp_path}/checkpoints spark.progress_interval_s=0 "
+                     f"infer.output={tmp_path}/predictions",
+    }
+    out = run_notebook(NOTEBOOKS / "ingest.py", spark, {
+        **common, "ingest.train": f"{SAMPLE_DIR}/train-*", "ingest.test": f"{SAMPLE_DIR}/t10k-*"}, capsys)
+    assert "train     7,200" in out
+    out = run_notebook(NOTEBOOKS / "train.py", spark, {**common, "train.num_proc": "2", "train.epochs": "1"}, capsys)
+    assert re.search(r"model mnist-cnn version 1: test accuracy 0\.\d+ after 1 epochs", out)
+    out = run_notebook(NOTEBOOKS / "evaluate.py", spark, common, capsys)
+    assert "evaluate: version 1 promoted to @champion: first model" in out
+    out = run_notebook(NOTEBOOKS / "batch_infer.py", spark, common, capsys)
+    assert "infer: 2,000 rows scored, 0 rejects" in out
+    assert (tmp_path / "predictions" / "summary.json").is_file()
+    out = run_notebook(NOTEBOOKS / "retrain.py", spark, {**common, "train.epochs": "1",
+                                                         "ingest.train": f"{SAMPLE_DIR}/train-*",
+                                                         "ingest.test": f"{SAMPLE_DIR}/t10k-*"}, capsys)
+    assert "model mnist-cnn version 2" in out and "evaluate: version 2" in out and "infer: 2,000 rows scored" in out
+
+
+def test_every_notebook_is_thin_and_declares_what_it_reads():
+    for path in sorted(NOTEBOOKS.glob("*.py")):
+        source = path.read_text()
+        code = "\n".join(line for line in source.splitlines() if not line.startswith("# MAGIC"))
+        tree = ast.parse(code)
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "run_stage"]
+        assert len(calls) == 1, f"{path.name} should make exactly one run_stage call"
+        assert not [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))], f"logic in {path.name}"
+        declared = set(re.findall(r'dbutils\.widgets\.text\("([^"]+)"', source))
+        listed = set(re.findall(r'"([a-z_]+\.[a-z_]+)"', source.split("config_from_widgets(dbutils,")[1]))
+        assert listed <= declared, f"{path.name} reads widgets it does not declare: {listed - declared}"
+        assert {"conf", "overrides"} <= declared
+
+
+def test_bundle_tasks_point_at_notebooks_and_jobs_that_exist():
+    bundle = yaml.safe_load((REPO / "databricks.yml").read_text())
+    jobs = bundle["resources"]["jobs"]
+    assert {"retrain", "batch_inference"} <= set(jobs)
+    assert jobs["retrain"]["schedule"]["quartz_cron_expression"]
+    assert {"dev", "prod"} <= set(bundle["targets"])
+    for name, job in jobs.items():
+        keys = {t["task_key"] for t in job["tasks"]}
+        for task in job["tasks"]:
+            for dep in task.get("depends_on", []):
+                assert dep["task_key"] in keys, f"{name}.{task['task_key']} depends on a missing task"
+            if "notebook_task" in task:
+                notebook = REPO / task["notebook_task"]["notebook_path"]
+                assert notebook.is_file(), notebook
+                conf = task["notebook_task"].get("base_parameters", {}).get("conf")
+                if conf:
+                    assert (notebook.parent / conf).resolve().is_file(), conf
+                declared = set(re.findall(r'dbutils\.widgets\.text\("([^"]+)"', notebook.read_text()))
+                assert set(task["notebook_task"].get("base_parameters", {})) <= declared
+            if "spark_python_task" in task:
+                assert (REPO / task["spark_python_task"]["python_file"]).is_file()
+    assert [t["task_key"] for t in jobs["retrain"]["tasks"]] == ["ingest", "train", "evaluate"]
+
+
+def test_every_spark_submit_job_calls_a_real_command():
+    commands = set(_parser()._subparsers._group_actions[0].choices)
+    for path in sorted((REPO / "jobs").glob("*.py")):
+        match = re.search(r'main\(\["([a-z]+)"', path.read_text())
+        assert match and match.group(1) in commands, path.name
