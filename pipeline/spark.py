@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pyspark import SparkConf
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from pipeline.config import SparkConfig
@@ -25,8 +25,10 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
     # Executors must run the same interpreter (the project's venv) as the driver in local mode.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(cfg.app_name)
-    # spark-submit's --master wins over the config's default master.
-    if cfg.master and not SparkConf().contains("spark.master"):
+    # spark-submit's --master (a JVM system property of the gateway it started) wins over the config.
+    SparkContext._ensure_initialized()
+    submitted_master = SparkContext._jvm.java.lang.System.getProperty("spark.master")
+    if cfg.master and not submitted_master:
         builder = builder.master(cfg.master)
     if cfg.local_ip:
         builder = builder.config("spark.driver.host", cfg.local_ip).config("spark.driver.bindAddress", cfg.local_ip)

@@ -1,0 +1,68 @@
+"""The spark-submit path end to end against a real Spark standalone cluster on loopback (a master and two
+one-core workers): ingest, train with 2 Horovod ranks, evaluate/promote, batch inference."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.helpers import SAMPLE_DIR
+from tests.spark_cluster import SPARK_HOME, StandaloneCluster, spark_env
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    running = StandaloneCluster(tmp_path_factory.mktemp("spark-cluster")).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
+                    str(REPO)], check=True, capture_output=True, timeout=300)
+    (built,) = out.glob("mnist_pipeline-*.whl")
+    return built
+
+
+def test_spark_submit_jobs_on_a_standalone_cluster(cluster, wheel, tmp_path):
+    overrides = [
+        f"ingest.train={SAMPLE_DIR}/train-*", f"ingest.test={SAMPLE_DIR}/t10k-*",
+        f"data.root={tmp_path}/dataset", f"train.checkpoint_dir={tmp_path}/checkpoints",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", f"mlflow.artifact_location={tmp_path}/artifacts",
+        f"infer.output={tmp_path}/predictions", "train.num_proc=2", "train.epochs=1", "spark.progress_interval_s=0",
+    ]
+
+    def submit(job: str) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [f"{SPARK_HOME}/bin/spark-submit", "--master", cluster.url, "--py-files", str(wheel),
+             "--conf", "spark.driver.host=127.0.0.1", "--conf", f"spark.pyspark.python={sys.executable}",
+             "--conf", "spark.executor.memory=1g", str(REPO / "jobs" / job), *overrides],
+            cwd=tmp_path, env=spark_env(), capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, f"{job} failed:\n{result.stdout[-2000:]}\n{result.stderr[-5000:]}"
+        return result
+
+    assert "train     7,200" in submit("ingest.py").stdout
+    trained = submit("train.py").stdout
+    assert "model mnist-cnn version 1: test accuracy" in trained
+    assert "promoted to @champion" in submit("evaluate.py").stdout
+    assert "infer: 2,000 rows scored, 0 rejects" in submit("batch_infer.py").stdout
+
+    summary = json.loads((tmp_path / "predictions" / "summary.json").read_text())
+    assert summary["model_version"] == "1" and summary["rows_scored"] == 2000
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    assert str(client.get_model_version_by_alias("mnist-cnn", "champion").version) == "1"
+    run = client.get_run(summary["run_id"])
+    assert run.data.params["horovod.num_proc"] == "2"
+    assert run.data.params["horovod.threads_per_rank"] == "1"  # spark.task.cpus on a cluster
+    # the work ran on the cluster's executors, one application per Spark job (evaluate needs no Spark)
+    apps = sorted(p.name for p in (cluster.folder / "work").iterdir())
+    assert len(apps) == 3, apps
+    executor_logs = list((cluster.folder / "work").glob("app-*/*/stderr"))
+    assert len(executor_logs) >= 6  # an executor on each of the two workers, for each application
