@@ -132,6 +132,8 @@ def run_all(cfg: PipelineConfig) -> int:
     print(format_decision(report.decision, cfg))
     if report.inference is not None:
         print(format_inference(report.inference))
+    elif cfg.retrain.infer:
+        print(f"infer: skipped, no version holds @{cfg.promote.champion_alias} yet")
     return 0
 
 

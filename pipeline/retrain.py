@@ -36,5 +36,9 @@ def run_pipeline(spark: SparkSession, cfg: PipelineConfig, infer: bool | None = 
     decision = evaluate_and_promote(cfg, version=training.model_version)
     inference = None
     if cfg.retrain.infer if infer is None else infer:
-        inference = batch_infer(spark, cfg)
+        if decision.promote or decision.champion_version:
+            inference = batch_infer(spark, cfg)
+        else:
+            log.warning("no version holds @%s yet, so there is nothing to score with; batch inference skipped",
+                        cfg.promote.champion_alias)
     return PipelineReport(manifest=manifest, training=training, decision=decision, inference=inference)

@@ -60,3 +60,20 @@ def test_run_ingests_trains_and_prints_the_registered_model(tmp_path):
     assert "epoch 1/1: loss" in result.stderr
     assert (tmp_path / "data" / "mlflow" / "mlflow.db").is_file()
     assert (tmp_path / "data" / "datasets" / "mnist" / "manifest.json").is_file()
+
+
+def test_retrain_exits_zero_when_it_keeps_the_champion_and_non_zero_on_failure(tmp_path):
+    common = ["spark.master=local[2]", "train.epochs=1", "spark.progress_interval_s=0",
+              f"ingest.train={SAMPLE_DIR}/train-*", f"ingest.test={SAMPLE_DIR}/t10k-*"]
+    kept = _run("retrain", *common, "promote.min_accuracy=0.999", cwd=tmp_path)
+    assert kept.returncode == 0, kept.stderr[-3000:]
+    assert "evaluate: version 1 not promoted; the champion stays @champion: test accuracy" in kept.stdout
+    assert "below the floor 0.9990" in kept.stdout
+    assert "infer: skipped, no version holds @champion yet" in kept.stdout
+
+    failed = _run("retrain", *common[:-2], f"ingest.train={tmp_path}/missing-*", f"ingest.test={SAMPLE_DIR}/t10k-*",
+                  cwd=tmp_path)
+    assert failed.returncode == 1
+    assert "error: no input files match ingest.train=" in failed.stderr
+    # the failed run left the earlier dataset and registry as they were
+    assert (tmp_path / "data" / "datasets" / "mnist" / "manifest.json").is_file()

@@ -1,0 +1,93 @@
+"""Batch-inference throughput: Spark (mlflow.pyfunc.spark_udf over Parquet, written back with rejects and
+a summary) against ``model.predict`` on the same rows already in memory, in one run.
+
+    .venv/bin/python bench/infer_bench.py [--input /usr/share/datasets/fashion-mnist] [--split train]
+
+The model is the default CNN (weights do not change the cost of a forward pass), registered in a
+temporary SQLite store. Both sides use the machine's cores; Spark runs local[*].
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from pipeline.config import ModelConfig, PipelineConfig  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", type=Path, default=Path("/usr/share/datasets/fashion-mnist"))
+    parser.add_argument("--split", default="train")
+    args = parser.parse_args()
+    if not (args.input / "train-images-idx3-ubyte.gz").is_file():
+        sys.exit(f"{args.input} has no train-images-idx3-ubyte.gz; install it with: apt-get install dataset-fashion-mnist")
+    import mlflow
+
+    from pipeline.cli import setup_logging
+    from pipeline.infer import batch_infer
+    from pipeline.ingest import ingest
+    from pipeline.model import build_model
+    from pipeline.spark import get_spark
+    from pipeline.tracking import setup_experiment
+    from tests.helpers import read_split
+
+    setup_logging()
+    work = Path(tempfile.mkdtemp(prefix="infer-bench-"))
+    cfg = PipelineConfig()
+    cfg.spark.progress_interval_s = 0
+    cfg.ingest.train, cfg.ingest.test = str(args.input / "train-*-ubyte.gz"), str(args.input / "t10k-*-ubyte.gz")
+    cfg.data.root = str(work / "dataset")
+    cfg.mlflow.tracking_uri = f"sqlite:///{work / 'mlflow.db'}"
+    cfg.mlflow.artifact_location = str(work / "artifacts")
+    cfg.infer.split = args.split
+    cfg.infer.output = str(work / "predictions")
+    spark = get_spark(cfg.spark)
+    try:
+        ingest(spark, cfg)
+        experiment = setup_experiment(cfg.mlflow)
+        model = build_model(ModelConfig())
+        example = np.zeros((2, 28, 28, 1), dtype=np.float32)
+        with mlflow.start_run(experiment_id=experiment):
+            info = mlflow.tensorflow.log_model(model, name="model", registered_model_name=cfg.mlflow.registered_model,
+                                               signature=mlflow.models.infer_signature(example, model.predict(example)))
+        mlflow.MlflowClient().set_registered_model_alias(cfg.mlflow.registered_model, "champion",
+                                                         info.registered_model_version)
+        rows = read_split(Path(cfg.data.root), args.split)
+        images = np.stack([np.frombuffer(r[1], dtype=np.uint8).reshape(28, 28, 1) for r in rows]).astype(np.float32)
+        model.predict(images[:1024], batch_size=1024, verbose=0)  # warm-up (the same model that was registered)
+        start = time.perf_counter()
+        model.predict(images, batch_size=1024, verbose=0)
+        memory_s = time.perf_counter() - start
+
+        batch_infer(spark, cfg)  # warm-up: model shipped to executors, Python workers started
+        start = time.perf_counter()
+        summary = batch_infer(spark, cfg)
+        spark_s = time.perf_counter() - start
+        n = len(rows)
+        assert summary["rows_scored"] == n
+        print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+              f"Spark {spark.version} {spark.sparkContext.master}")
+        print(f"rows: {n:,} ({args.input.name} {args.split} split)")
+        print(f"model.predict, rows in memory, batch 1024:            {memory_s:6.2f} s = {n / memory_s:9,.0f} rows/s")
+        print(f"Spark batch inference (read, spark_udf, write, summary): {spark_s:6.2f} s = {n / spark_s:9,.0f} rows/s")
+        print(f"ratio Spark / in-memory throughput: {memory_s / spark_s:.2f}")
+    finally:
+        spark.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
