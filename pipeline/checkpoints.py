@@ -81,3 +81,30 @@ def read_epochs(run_dir: str) -> list[dict]:
         return []
     with tf.io.gfile.GFile(path, "r") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+def write_weights(run_dir: str, weights) -> str:
+    """Saves the final weights (numpy arrays) beside the checkpoints; returns the file name."""
+    import io
+
+    import numpy as np
+    import tensorflow as tf
+
+    buffer = io.BytesIO()
+    np.savez(buffer, *weights)
+    name = "final-weights.npz"
+    with tf.io.gfile.GFile(f"{run_dir}/{name}.tmp", "wb") as handle:
+        handle.write(buffer.getvalue())
+    tf.io.gfile.rename(f"{run_dir}/{name}.tmp", f"{run_dir}/{name}", overwrite=True)
+    return name
+
+
+def read_weights(run_dir: str, name: str) -> list:
+    import io
+
+    import numpy as np
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(f"{run_dir}/{name}", "rb") as handle:
+        data = np.load(io.BytesIO(handle.read()))
+        return [data[f"arr_{i}"] for i in range(len(data.files))]

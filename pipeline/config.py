@@ -122,6 +122,8 @@ class MlflowConfig:
     experiment: str = "mnist-pipeline"
     registered_model: str = "mnist-cnn"
     run_name: str | None = None
+    http_retries: int = 2  # per request to a tracking server; a server that is down fails in seconds, not minutes
+    http_timeout_s: int = 20
 
 
 @dataclass

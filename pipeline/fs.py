@@ -111,6 +111,36 @@ class HadoopFS:
             stream.close()
         return bytes(data)
 
+    def create_exclusive(self, path: str, text: str) -> bool:
+        """Creates ``path`` only if it does not exist (atomically); False if it already exists."""
+        q = qualify(path)
+        if q.startswith("/"):
+            try:
+                fd = os.open(q, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+            return True
+        jpath = self._path(path)
+        try:
+            stream = self._fs(jpath).create(jpath, False)
+        except Exception as exc:  # py4j wraps FileAlreadyExistsException
+            if "FileAlreadyExists" in str(exc) or "already exists" in str(exc):
+                return False
+            raise
+        try:
+            stream.write(bytearray(text.encode()))
+        finally:
+            stream.close()
+        return True
+
+    def modified_seconds_ago(self, path: str) -> float:
+        import time
+
+        jpath = self._path(path)
+        return time.time() - self._fs(jpath).getFileStatus(jpath).getModificationTime() / 1000
+
     def copy_from_local(self, local: str, dst: str) -> None:
         jdst = self._path(dst)
         self._fs(jdst).copyFromLocalFile(False, True, self._jvm.org.apache.hadoop.fs.Path(local), jdst)

@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipeline.config import PipelineConfig
-from pipeline.dataset import split_path, swap_into_place
+from pipeline.dataset import count_row_groups, split_path, swap_into_place
 from pipeline.errors import InputError, PipelineError
 from pipeline.fs import HadoopFS, display_path, qualify
 
@@ -98,6 +98,7 @@ def load_input(spark: SparkSession, cfg: PipelineConfig) -> DataFrame:
         path = split_path(source, icfg.split)
         if not fs.exists(path):
             raise InputError(f"infer.input {source} has no split {icfg.split!r} ({path} is missing)")
+        count_row_groups(path)  # every footer readable, or an error naming the damaged file
         raw = spark.read.parquet(path).select("id", "image", "label")
         return raw.mapInPandas(_pixels_from_bytes_fn(), PREPARED_SCHEMA)
     if fmt == "parquet":
@@ -179,11 +180,11 @@ def batch_infer(spark: SparkSession, cfg: PipelineConfig) -> dict:
     """Scores ``infer.input`` and writes predictions, rejects and a summary; returns the summary."""
     import mlflow
 
+    start = time.monotonic()
+    prepared = load_input(spark, cfg)  # input problems first: they are the user's to fix, in seconds
     model_uri, version = resolve_model(cfg)
     out = qualify(cfg.infer.output).rstrip("/")
     fs = HadoopFS(spark)
-    start = time.monotonic()
-    prepared = load_input(spark, cfg)
     predict = mlflow.pyfunc.spark_udf(spark, model_uri, result_type="array<float>", env_manager="local")
     scored_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
     probs = F.col("probabilities")

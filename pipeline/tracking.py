@@ -44,6 +44,10 @@ def setup_experiment(cfg: MlflowConfig) -> str:
     """Points MLflow at the configured store and returns the experiment id (created if missing)."""
     import mlflow
 
+    # MLflow's client retries with exponential back-off (minutes when a server is down); bound it.
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(cfg.http_retries)
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(cfg.http_timeout_s)
     mlflow.set_tracking_uri(cfg.tracking_uri)
     if cfg.registry_uri:
         mlflow.set_registry_uri(cfg.registry_uri)

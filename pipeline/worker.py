@@ -8,6 +8,7 @@ exist only because training is distributed carry a ``# Horovod:`` comment.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import dataclass
 
@@ -47,6 +48,9 @@ def train_on_rank(job: TrainJob):
     # Horovod: start the collective runtime (Gloo) for this process.
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
+    # Which process is which rank, for operators (and fault drills): <run_dir>/rank-<r>.pid
+    with tf.io.gfile.GFile(f"{job.run_dir}/rank-{rank}.pid", "w") as handle:
+        handle.write(f"{os.getpid()} {socket.gethostname()}\n")
     # Horovod: N ranks share the machine's cores; give each its part so they do not oversubscribe.
     tf.config.threading.set_intra_op_parallelism_threads(job.threads_per_rank)
     tf.config.threading.set_inter_op_parallelism_threads(1)

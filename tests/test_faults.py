@@ -1,0 +1,148 @@
+"""Real failures, real processes: a rank killed mid-epoch, the tracking server stopping mid-run, a
+damaged Parquet file, two ingests racing on one output. Traffic on 127.0.0.1 only."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from pipeline import checkpoints
+from pipeline.errors import InputError, PreflightError, TrainingError
+from pipeline.train import train
+from tests.helpers import SAMPLE_DIR, read_split
+from tests.mlflow_server import MlflowServer
+from tests.test_train import _train_config
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+
+
+def _when_epoch_done(checkpoint_root: Path, epoch: int, action, timeout_s: float = 300):
+    """Runs ``action(run_dir)`` in a thread once rank 0 has recorded ``epoch``."""
+    done = {}
+
+    def watch():
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for run_dir in checkpoint_root.glob("*"):
+                records = checkpoints.read_epochs(str(run_dir)) if (run_dir / "epochs.jsonl").exists() else []
+                if any(r["epoch"] >= epoch for r in records):
+                    done["at"] = time.monotonic()
+                    done["result"] = action(run_dir)
+                    return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread, done
+
+
+def test_killed_rank_fails_fast_names_the_rank_and_the_run_resumes(spark, sample_dataset, tmp_path):
+    cfg = _train_config(tmp_path, sample_dataset[0], f"sqlite:///{tmp_path / 'mlflow.db'}", epochs=3)
+
+    def kill_rank_1(run_dir):
+        time.sleep(1.0)  # into epoch 2
+        pid = int((run_dir / "rank-1.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    thread, done = _when_epoch_done(tmp_path / "checkpoints", 1, kill_rank_1)
+    with pytest.raises(TrainingError, match=r"rank 1 was lost \(exit code (-9|137), killed by signal 9 \(SIGKILL\)\)") as info:
+        train(spark, cfg)
+    failed_after = time.monotonic() - done["at"]
+    thread.join()
+    print(f"\nrank 1 (pid {done['result']}) killed; training failed {failed_after:.1f} s later")
+    assert failed_after < cfg.train.start_timeout_s / 2  # it did not wait for a timeout
+    (run_dir,) = (tmp_path / "checkpoints").iterdir()
+    saved = checkpoints.read_state(str(run_dir))
+    assert saved.completed_epoch >= 1 and (run_dir / f"{saved.checkpoint}.index").exists()
+    assert f"resume from epoch {saved.completed_epoch + 1}" in str(info.value)
+
+    result = train(spark, cfg)
+    assert result.start_epoch == saved.completed_epoch
+    assert result.start_weights_digest == saved.weights_digest
+    assert [e["epoch"] for e in result.epochs] == [1, 2, 3]
+
+
+def test_tracking_server_stopping_mid_run_keeps_the_model_and_a_rerun_logs_it(spark, sample_dataset, tmp_path):
+    server = MlflowServer(tmp_path / "server").start()
+    try:
+        cfg = _train_config(tmp_path, sample_dataset[0], server.uri, epochs=3)
+        thread, done = _when_epoch_done(tmp_path / "checkpoints", 1, lambda run_dir: server.stop())
+        with pytest.raises(TrainingError, match=r"training finished, but logging to MLflow at http://127\.0\.0\.1:\d+ "
+                                                r"failed: .*\n.*trained weights and checkpoints are kept in .*"
+                                                r"run the same command again: it logs and registers this model"):
+            train(spark, cfg)
+        thread.join()
+        (run_dir,) = (tmp_path / "checkpoints").iterdir()
+        saved = checkpoints.read_state(str(run_dir))
+        assert saved.completed_epoch == 3 and (run_dir / "final-weights.npz").exists()
+
+        server = MlflowServer(tmp_path / "server", port=server.port).start()  # the same store, back again
+        result = train(spark, cfg)
+        assert result.start_epoch == 3  # nothing was trained again
+        assert result.start_weights_digest == saved.weights_digest
+        client = MlflowClient(server.uri)
+        assert result.run_id == saved.mlflow_run_id
+        assert [m.step for m in client.get_metric_history(result.run_id, "val_loss")] == [1, 2, 3]
+        assert client.get_run(result.run_id).info.status == "FINISHED"
+        assert client.get_model_version(cfg.mlflow.registered_model, result.model_version).tags["test_accuracy"]
+        assert not run_dir.exists()
+    finally:
+        server.stop()
+
+
+def _damage(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    path.write_bytes(bytes(data[: len(data) // 2]))  # truncated: the footer is gone
+
+
+def test_damaged_parquet_file_fails_training_and_inference_fast_naming_it(spark, sample_dataset, tmp_path):
+    import shutil
+
+    from pipeline.config import PipelineConfig
+    from pipeline.infer import batch_infer
+
+    root = tmp_path / "dataset"
+    shutil.copytree(sample_dataset[0], root)
+    victim = sorted((root / "test").glob("part-*.parquet"))[3]
+    _damage(victim)
+    cfg = _train_config(tmp_path, root, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with pytest.raises(PreflightError, match=rf"{victim}: not a readable Parquet file .*re-run ingest"):
+        train(spark, cfg)
+    icfg = PipelineConfig()
+    icfg.data.root = str(root)
+    icfg.mlflow = cfg.mlflow
+    with pytest.raises(InputError, match=rf"{victim}: not a readable Parquet file"):
+        batch_infer(spark, icfg)
+
+
+def test_two_ingests_racing_on_one_output_leave_one_complete_dataset(small_arrays, tmp_path):
+    from tests.conftest import small_idx_inputs
+
+    small_train, small_test = small_idx_inputs(tmp_path / "small", small_arrays)
+    out = tmp_path / "out" / "dataset"
+    binary = Path(sys.executable).parent / "mnist-pipeline"
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1")
+    runs = {
+        "sample": [f"ingest.train={SAMPLE_DIR}/train-*", f"ingest.test={SAMPLE_DIR}/t10k-*"],
+        "small": [f"ingest.train={small_train}", f"ingest.test={small_test}", "ingest.max_shards=2"],
+    }
+    procs = {name: subprocess.Popen([str(binary), "ingest", "spark.master=local[1]", "spark.progress_interval_s=0",
+                                     f"data.root={out}", *args], env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+             for name, args in runs.items()}
+    results = {name: (p.wait(timeout=300), p.stderr.read()) for name, p in procs.items()}
+    assert any(code == 0 for code, _ in results.values()), results
+    manifest = json.loads((out / "manifest.json").read_text())
+    rows = {s: read_split(out, s) for s in ("train", "val", "test")}
+    assert {s: len(r) for s, r in rows.items()} == {s: manifest["splits"][s]["rows"] for s in rows}
+    winner = "sample" if manifest["rows_parsed"] == 10000 else "small"
+    assert manifest["rows_parsed"] == (10000 if winner == "sample" else 300)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["dataset"]  # no staging or old copies left
