@@ -3,6 +3,7 @@
 # MAGIC # Batch inference with the champion model
 # MAGIC
 # MAGIC Parameters (widgets): `conf`, config files relative to this notebook, comma-separated;
+# MAGIC `data.root` (empty: the config file's value; the dataset scored when infer.input is empty);
 # MAGIC `infer.input_format` (empty: the config file's value);
 # MAGIC `infer.input` (empty: the config file's value);
 # MAGIC `infer.output` (empty: the config file's value);
@@ -14,6 +15,7 @@
 # COMMAND ----------
 
 dbutils.widgets.text("conf", "../conf/databricks.yaml", "config files")
+dbutils.widgets.text("data.root", "", "data.root")
 dbutils.widgets.text("infer.input_format", "", "infer.input_format")
 dbutils.widgets.text("infer.input", "", "infer.input")
 dbutils.widgets.text("infer.output", "", "infer.output")
@@ -24,5 +26,5 @@ dbutils.widgets.text("overrides", "", "key=value ...")
 
 from pipeline.notebook import config_from_widgets, run_stage
 
-cfg = config_from_widgets(dbutils, ["infer.input_format", "infer.input", "infer.output", "infer.model_version"])
+cfg = config_from_widgets(dbutils, ["data.root", "infer.input_format", "infer.input", "infer.output", "infer.model_version"])
 print(run_stage(spark, "infer", cfg))

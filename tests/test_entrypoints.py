@@ -47,7 +47,8 @@ def run_notebook(path: Path, spark, widgets: dict[str, str], capsys) -> str:
     return capsys.readouterr().out
 
 
-def test_notebooks_run_top_to_bottom_on_the_sample(spark, tmp_path, capsys):
+def test_notebooks_run_top_to_bottom_on_the_sample(spark, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may lean on files of the checkout's working folder
     common = {
         "conf": "",
         "data.root": str(tmp_path / "dataset"),
