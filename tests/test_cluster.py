@@ -2,6 +2,7 @@
 one-core workers): ingest, train with 2 Horovod ranks, evaluate/promote, batch inference."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +67,62 @@ def test_spark_submit_jobs_on_a_standalone_cluster(cluster, wheel, tmp_path):
     assert len(apps) == 3, apps
     executor_logs = list((cluster.folder / "work").glob("app-*/*/stderr"))
     assert len(executor_logs) >= 6  # an executor on each of the two workers, for each application
+
+
+def test_ingest_survives_a_lost_executor_with_identical_output(cluster, wheel, sample_arrays, spark, tmp_path):
+    """An executor JVM is killed mid-ingest; Spark re-runs its tasks and the dataset is the same as a
+    local ingest of the same files."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from pipeline import synth
+    from pipeline.ingest import ingest
+    from tests.conftest import make_config
+    from tests.helpers import read_split
+
+    x, y = sample_arrays["train"]
+    raw = tmp_path / "raw"
+    synth.generate(x, y, 60_000, raw, prefix="train", per_file=5_000, seed=7)
+    synth.generate(x, y, 2_000, raw, prefix="t10k", per_file=2_000, seed=8)
+    overrides = [f"ingest.train={raw}/train-*", f"ingest.test={raw}/t10k-*", f"data.root={tmp_path}/cluster-ds",
+                 "spark.progress_interval_s=1", "spark.conf.spark.sql.shuffle.partitions=8"]
+    process = subprocess.Popen(
+        [f"{SPARK_HOME}/bin/spark-submit", "--master", cluster.url, "--py-files", str(wheel),
+         "--conf", "spark.driver.host=127.0.0.1", "--conf", f"spark.pyspark.python={sys.executable}",
+         "--conf", "spark.executor.memory=1g", str(REPO / "jobs" / "ingest.py"), *overrides],
+        cwd=tmp_path, env=spark_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = {}
+
+    def executor_pids() -> list[int]:
+        out = subprocess.run(["pgrep", "-f", "CoarseGrainedExecutorBackend"], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def kill_one_executor():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and process.poll() is None:
+            pids = executor_pids()
+            if len(pids) >= 2:
+                time.sleep(4)  # the executors are parsing by now
+                killed["while_running"] = process.poll() is None
+                killed["pid"] = pids[0]
+                os.kill(pids[0], signal.SIGKILL)
+                return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_one_executor, daemon=True)
+    killer.start()
+    stdout, stderr = process.communicate(timeout=600)
+    killer.join(timeout=10)
+    assert process.returncode == 0, stderr[-5000:]
+    assert killed.get("while_running"), "no executor was killed while the job ran:\n" + stderr[-3000:]
+    assert "train " in stdout
+    worker_logs = "".join(p.read_text() for p in cluster.folder.glob("worker-*.log"))
+    # the worker saw the executor die of the kill, and started a replacement (executor id 2)
+    assert re.search(r"Executor app-\S+ finished with state EXITED message Command exited with code 137", worker_logs)
+    assert re.search(r"Asked to launch executor app-\S+/2", worker_logs)
+
+    ingest(spark, make_config(tmp_path / "local-ds", f"{raw}/train-*", f"{raw}/t10k-*", max_shards=8))
+    for split in ("train", "val", "test"):
+        assert read_split(tmp_path / "cluster-ds", split) == read_split(tmp_path / "local-ds", split)
