@@ -79,6 +79,7 @@ def main() -> None:
     cfg = PipelineConfig()
     cfg.spark.master = "local[2]"
     cfg.spark.progress_interval_s = 30
+    cfg.spark.conf["spark.driver.memory"] = "4g"  # local mode: executors live in the driver JVM
     cfg.mlflow.tracking_uri = f"sqlite:///{work / 'mlflow.db'}"
     cfg.mlflow.artifact_location = str(work / "artifacts")
     cfg.promote.min_accuracy = 0.0

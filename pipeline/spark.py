@@ -25,9 +25,13 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
     # Executors must run the same interpreter (the project's venv) as the driver in local mode.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(cfg.app_name)
-    # spark-submit's --master (a JVM system property of the gateway it started) wins over the config.
-    SparkContext._ensure_initialized()
-    submitted_master = SparkContext._jvm.java.lang.System.getProperty("spark.master")
+    # Under spark-submit the JVM is already up (it hands Python PYSPARK_GATEWAY_PORT) and its --master,
+    # a system property there, wins over the config. Otherwise the JVM is launched from this builder's
+    # settings, so it must not be started before they are applied (spark.driver.memory among them).
+    submitted_master = None
+    if "PYSPARK_GATEWAY_PORT" in os.environ:
+        SparkContext._ensure_initialized()
+        submitted_master = SparkContext._jvm.java.lang.System.getProperty("spark.master")
     if cfg.master and not submitted_master:
         builder = builder.master(cfg.master)
     if cfg.local_ip:
