@@ -5,8 +5,8 @@ IDX files of 10,000 images.
 
     .venv/bin/python bench/scale_bench.py [--sizes 10000 100000 1000000] [--train-steps 100]
 
-Training throughput is measured over a fixed number of steps per epoch (``train.steps_per_epoch``), 2
-ranks, the second of two epochs; it should not depend on the size of the data set.
+Training throughput is measured over a fixed number of steps per epoch (``train.steps_per_epoch``, and
+10 validation steps), 2 ranks, the second of two epochs; it should not depend on the size of the data set.
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ def main() -> None:
                 manifest = ingest(spark, cfg)
                 ingest_s = time.perf_counter() - start
             cfg.train.num_proc, cfg.train.epochs, cfg.train.steps_per_epoch = 2, 2, args.train_steps
+            cfg.train.validation_steps = 10  # the same work per epoch at every size
             cfg.train.checkpoint_dir = str(work / "checkpoints")
             cfg.mlflow.registered_model = f"scale-{n}"
             with PeakRss() as mem_train:

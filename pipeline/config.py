@@ -102,6 +102,7 @@ class TrainConfig:
     batch_size: int = 64  # per rank
     epochs: int = 3
     steps_per_epoch: int | None = None  # None: one pass over the train split per epoch (over all ranks)
+    validation_steps: int | None = None  # None: one pass over the val split per epoch
     early_stopping_patience: int = 0  # epochs without val-loss improvement before stopping; 0: off
     seed: int = 42
     shuffle_buffer: int = 4096

@@ -91,7 +91,8 @@ def _run_identity(cfg: PipelineConfig, num_proc: int, manifest: dict) -> dict:
     return {
         "model": dataclasses.asdict(cfg.model),
         "optimizer": dataclasses.asdict(cfg.optimizer),
-        "train": {k: getattr(t, k) for k in ("batch_size", "epochs", "steps_per_epoch", "seed", "shuffle_buffer",
+        "train": {k: getattr(t, k) for k in ("batch_size", "epochs", "steps_per_epoch", "validation_steps", "seed",
+                                             "shuffle_buffer",
                                              "early_stopping_patience")},
         "num_proc": num_proc,
         "dataset": {"root": qualify(cfg.data.root), "created_at": manifest["created_at"]},
@@ -193,7 +194,7 @@ def train(spark: SparkSession, cfg: PipelineConfig) -> TrainResult:
     batch = cfg.train.batch_size
     # Horovod: every rank runs the same number of steps, however uneven the shards, so allreduce never waits.
     steps_per_epoch = cfg.train.steps_per_epoch or max(1, math.ceil(train_rows / (batch * n)))
-    val_steps = max(1, math.ceil(val_rows / (batch * n)))
+    val_steps = cfg.train.validation_steps or max(1, math.ceil(val_rows / (batch * n)))
 
     key = checkpoints.run_key(_run_identity(cfg, n, manifest))
     run_dir = f"{qualify(cfg.train.checkpoint_dir).rstrip('/')}/{key}"
