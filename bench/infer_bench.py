@@ -19,6 +19,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import FASHION_MNIST, load_split, require_idx_input  # noqa: E402
+
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -29,11 +33,10 @@ from pipeline.config import ModelConfig, PipelineConfig  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input", type=Path, default=Path("/usr/share/datasets/fashion-mnist"))
+    parser.add_argument("--input", type=Path, default=FASHION_MNIST)
     parser.add_argument("--split", default="train")
     args = parser.parse_args()
-    if not (args.input / "train-images-idx3-ubyte.gz").is_file():
-        sys.exit(f"{args.input} has no train-images-idx3-ubyte.gz; install it with: apt-get install dataset-fashion-mnist")
+    require_idx_input(args.input)
     import mlflow
 
     from pipeline.cli import setup_logging
@@ -42,7 +45,6 @@ def main() -> None:
     from pipeline.model import build_model
     from pipeline.spark import get_spark
     from pipeline.tracking import setup_experiment
-    from tests.helpers import read_split
 
     setup_logging()
     work = Path(tempfile.mkdtemp(prefix="infer-bench-"))
@@ -65,8 +67,7 @@ def main() -> None:
                                                signature=mlflow.models.infer_signature(example, model.predict(example)))
         mlflow.MlflowClient().set_registered_model_alias(cfg.mlflow.registered_model, "champion",
                                                          info.registered_model_version)
-        rows = read_split(Path(cfg.data.root), args.split)
-        images = np.stack([np.frombuffer(r[1], dtype=np.uint8).reshape(28, 28, 1) for r in rows]).astype(np.float32)
+        images, _ = load_split(Path(cfg.data.root), args.split)
         model.predict(images[:1024], batch_size=1024, verbose=0)  # warm-up (the same model that was registered)
         start = time.perf_counter()
         model.predict(images, batch_size=1024, verbose=0)
@@ -76,7 +77,7 @@ def main() -> None:
         start = time.perf_counter()
         summary = batch_infer(spark, cfg)
         spark_s = time.perf_counter() - start
-        n = len(rows)
+        n = len(images)
         assert summary["rows_scored"] == n
         print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
               f"Spark {spark.version} {spark.sparkContext.master}")

@@ -27,6 +27,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import FASHION_MNIST, require_idx_input  # noqa: E402
 
 from pipeline import formats  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
@@ -58,12 +61,11 @@ def baseline(input_dir: Path, out: Path, rows_per_group: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input", type=Path, default=Path("/usr/share/datasets/fashion-mnist"))
+    parser.add_argument("--input", type=Path, default=FASHION_MNIST)
     parser.add_argument("--master", default="local[*]")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    if not (args.input / "train-images-idx3-ubyte.gz").is_file():
-        sys.exit(f"{args.input} has no train-images-idx3-ubyte.gz; install it with: apt-get install dataset-fashion-mnist")
+    require_idx_input(args.input)
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))

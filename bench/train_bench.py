@@ -20,19 +20,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import FASHION_MNIST, load_split, require_idx_input  # noqa: E402
+
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 
 from pipeline.config import PipelineConfig  # noqa: E402
-
-
-def load_split(root: Path, split: str):
-    table = pq.read_table(str(root / split), columns=["image", "label"])
-    images = np.frombuffer(b"".join(table.column("image").to_pylist()), dtype=np.uint8).reshape(-1, 28, 28, 1)
-    return images, np.asarray(table.column("label").to_pylist(), dtype=np.int32)
 
 
 def keras_in_memory(cfg: PipelineConfig, root: Path, epochs: int, threads: int) -> dict:
@@ -69,11 +66,10 @@ def keras_in_memory(cfg: PipelineConfig, root: Path, epochs: int, threads: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input", type=Path, default=Path("/usr/share/datasets/fashion-mnist"))
+    parser.add_argument("--input", type=Path, default=FASHION_MNIST)
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
-    if not (args.input / "train-images-idx3-ubyte.gz").is_file():
-        sys.exit(f"{args.input} has no train-images-idx3-ubyte.gz; install it with: apt-get install dataset-fashion-mnist")
+    require_idx_input(args.input)
     from pipeline.cli import setup_logging
     from pipeline.ingest import ingest
     from pipeline.spark import get_spark

@@ -123,7 +123,7 @@ def load_input(spark: SparkSession, cfg: PipelineConfig) -> DataFrame:
     # idx: the ingest parser, but a bad file becomes a reject instead of stopping the job
     from pipeline.ingest import parse_inputs, plan_units
 
-    units = plan_units(fs, "idx", "test", source)
+    units = plan_units(fs, "idx", "test", source, key="infer.input")
     parsed = parse_inputs(spark, "idx", units, "auto", spark.sparkContext.accumulator(0))
     images = parsed.where("kind = 'image'").select(
         F.concat_ws(":", "source", F.col("idx").cast("string")).alias("id"), "image", "label")

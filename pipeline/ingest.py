@@ -48,7 +48,7 @@ _IMAGES_TAG = "images-idx3"
 _LABELS_TAG = "labels-idx1"
 
 
-def plan_units(fs: HadoopFS, fmt: str, split: str, pattern: str) -> list[dict]:
+def plan_units(fs: HadoopFS, fmt: str, split: str, pattern: str, key: str | None = None) -> list[dict]:
     """Resolves an input pattern into parse units: rows of ``path, unit, split, role``.
 
     For IDX, files are paired by name: ``X-images-idx3-ubyte[.gz]`` with ``X-labels-idx1-ubyte[.gz]``.
@@ -57,7 +57,7 @@ def plan_units(fs: HadoopFS, fmt: str, split: str, pattern: str) -> list[dict]:
         InputError: nothing matches, or an IDX file has no partner.
     """
     files = fs.glob_files(pattern)
-    key = f"ingest.{split}"
+    key = key or f"ingest.{split}"  # the config key the pattern came from, for messages
     if not files:
         raise InputError(f"no input files match {key}={pattern!r} (empty input)")
     for f in files:

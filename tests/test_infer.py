@@ -150,3 +150,10 @@ def test_missing_champion_alias_is_a_clear_error_and_keeps_old_output(spark, cha
                                             r"promote a version first \(`mnist-pipeline evaluate`\)"):
         batch_infer(spark, cfg)
     assert tree_snapshot(tmp_path / "predictions") == before
+
+
+def test_idx_input_matching_nothing_names_the_infer_key(spark, champion, tmp_path):
+    from pipeline.errors import InputError
+
+    with pytest.raises(InputError, match=r"no input files match infer\.input='.*nothing-\*' \(empty input\)"):
+        batch_infer(spark, _cfg(champion, tmp_path, "idx", tmp_path / "nothing-*"))
