@@ -40,11 +40,11 @@ def main() -> None:
     import mlflow
 
     from pipeline.cli import setup_logging
-    from pipeline.infer import batch_infer
-    from pipeline.ingest import ingest
-    from pipeline.model import build_model
-    from pipeline.spark import get_spark
-    from pipeline.tracking import setup_experiment
+    from pipeline.infer.batch import batch_infer
+    from pipeline.ingest.build import ingest
+    from pipeline.io.spark import get_spark
+    from pipeline.io.tracking import setup_experiment
+    from pipeline.train.model import build_model
 
     setup_logging()
     work = Path(tempfile.mkdtemp(prefix="infer-bench-"))

@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import FASHION_MNIST, require_idx_input  # noqa: E402
 
-from pipeline import formats  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
-from pipeline.ingest import ingest  # noqa: E402
-from pipeline.spark import get_spark  # noqa: E402
+from pipeline.ingest.build import ingest  # noqa: E402
+from pipeline.io.spark import get_spark  # noqa: E402
+from pipeline.sources import formats  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "mnist-sample"
 

@@ -64,13 +64,14 @@ def main() -> None:
     args = parser.parse_args()
 
     import mlflow
+    import synth  # bench/synth.py
 
-    from pipeline import formats, synth
     from pipeline.cli import setup_logging
-    from pipeline.infer import batch_infer
-    from pipeline.ingest import ingest
-    from pipeline.spark import get_spark
-    from pipeline.train import train
+    from pipeline.infer.batch import batch_infer
+    from pipeline.ingest.build import ingest
+    from pipeline.io.spark import get_spark
+    from pipeline.sources import formats
+    from pipeline.train.driver import train
 
     setup_logging()
     work = args.work or Path(tempfile.mkdtemp(prefix="scale-bench-"))

@@ -36,8 +36,8 @@ def keras_in_memory(cfg: PipelineConfig, root: Path, epochs: int, threads: int) 
     import tensorflow as tf
     import tf_keras as keras
 
-    from pipeline.model import build_model, make_loss
-    from pipeline.schedules import make_optimizer
+    from pipeline.train.model import build_model, make_loss
+    from pipeline.train.schedules import make_optimizer
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -71,9 +71,9 @@ def main() -> None:
     args = parser.parse_args()
     require_idx_input(args.input)
     from pipeline.cli import setup_logging
-    from pipeline.ingest import ingest
-    from pipeline.spark import get_spark
-    from pipeline.train import train
+    from pipeline.ingest.build import ingest
+    from pipeline.io.spark import get_spark
+    from pipeline.train.driver import train
 
     setup_logging()
     work = Path(tempfile.mkdtemp(prefix="train-bench-"))

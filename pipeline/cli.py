@@ -61,8 +61,8 @@ def format_manifest(manifest: dict, root: str) -> str:
 
 
 def run_ingest(cfg: PipelineConfig) -> int:
-    from pipeline.ingest import ingest
-    from pipeline.spark import get_spark
+    from pipeline.ingest.build import ingest
+    from pipeline.io.spark import get_spark
 
     spark = get_spark(cfg.spark)
     manifest = ingest(spark, cfg)
@@ -82,8 +82,8 @@ def format_training(result, cfg: PipelineConfig) -> str:
 
 
 def run_train(cfg: PipelineConfig) -> int:
-    from pipeline.spark import get_spark
-    from pipeline.train import train
+    from pipeline.io.spark import get_spark
+    from pipeline.train.driver import train
 
     result = train(get_spark(cfg.spark), cfg)
     print(format_training(result, cfg))
@@ -108,23 +108,23 @@ def format_inference(summary: dict) -> str:
 
 
 def run_evaluate(cfg: PipelineConfig) -> int:
-    from pipeline.promote import evaluate_and_promote
+    from pipeline.evaluate.promote import evaluate_and_promote
 
     print(format_decision(evaluate_and_promote(cfg), cfg))
     return 0
 
 
 def run_infer(cfg: PipelineConfig) -> int:
-    from pipeline.infer import batch_infer
-    from pipeline.spark import get_spark
+    from pipeline.infer.batch import batch_infer
+    from pipeline.io.spark import get_spark
 
     print(format_inference(batch_infer(get_spark(cfg.spark), cfg)))
     return 0
 
 
 def run_all(cfg: PipelineConfig) -> int:
+    from pipeline.io.spark import get_spark
     from pipeline.retrain import run_pipeline
-    from pipeline.spark import get_spark
 
     report = run_pipeline(get_spark(cfg.spark), cfg)
     print(format_manifest(report.manifest, cfg.data.root))

@@ -25,19 +25,19 @@ def run_stage(spark, stage: str, cfg: PipelineConfig) -> str:
     from pipeline import cli
 
     if stage == "ingest":
-        from pipeline.ingest import ingest
+        from pipeline.ingest.build import ingest
 
         return cli.format_manifest(ingest(spark, cfg), cfg.data.root)
     if stage == "train":
-        from pipeline.train import train
+        from pipeline.train.driver import train
 
         return cli.format_training(train(spark, cfg), cfg)
     if stage == "evaluate":
-        from pipeline.promote import evaluate_and_promote
+        from pipeline.evaluate.promote import evaluate_and_promote
 
         return cli.format_decision(evaluate_and_promote(cfg), cfg)
     if stage == "infer":
-        from pipeline.infer import batch_infer
+        from pipeline.infer.batch import batch_infer
 
         return cli.format_inference(batch_infer(spark, cfg))
     if stage == "retrain":

@@ -19,17 +19,17 @@ log = logging.getLogger(__name__)
 @dataclass
 class PipelineReport:
     manifest: dict
-    training: object  # pipeline.train.TrainResult
-    decision: object  # pipeline.promote.Decision
+    training: object  # pipeline.train.driver.TrainResult
+    decision: object  # pipeline.evaluate.promote.Decision
     inference: dict | None
 
 
 def run_pipeline(spark: SparkSession, cfg: PipelineConfig, infer: bool | None = None) -> PipelineReport:
     """Runs every stage in order; any failure raises (a scheduler sees a non-zero exit)."""
-    from pipeline.infer import batch_infer
-    from pipeline.ingest import ingest
-    from pipeline.promote import evaluate_and_promote
-    from pipeline.train import train
+    from pipeline.evaluate.promote import evaluate_and_promote
+    from pipeline.infer.batch import batch_infer
+    from pipeline.ingest.build import ingest
+    from pipeline.train.driver import train
 
     manifest = ingest(spark, cfg)
     training = train(spark, cfg)

@@ -9,14 +9,14 @@ import pytest
 os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipeline import formats  # noqa: E402
 from pipeline.config import PipelineConfig, SparkConfig  # noqa: E402
+from pipeline.sources import formats  # noqa: E402
 from tests.helpers import SAMPLE_DIR  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def spark():
-    from pipeline.spark import get_spark
+    from pipeline.io.spark import get_spark
 
     session = get_spark(SparkConfig(master="local[2]", app_name="mnist-pipeline-tests", progress_interval_s=0,
                                     conf={"spark.sql.shuffle.partitions": "4"}))
@@ -60,7 +60,7 @@ def make_config(root: Path, train: str, test: str, fmt: str = "idx", **ingest) -
 @pytest.fixture(scope="session")
 def sample_dataset(spark, tmp_path_factory):
     """The sample ingested once with the default settings; tests copy it, never change it."""
-    from pipeline.ingest import ingest
+    from pipeline.ingest.build import ingest
 
     root = tmp_path_factory.mktemp("sample") / "dataset"
     cfg = make_config(root, str(SAMPLE_DIR / "train-*-ubyte.gz"), str(SAMPLE_DIR / "t10k-*-ubyte.gz"), max_shards=8)
@@ -95,7 +95,7 @@ def trained_weights(sample_dataset):
     import tf_keras as keras
 
     from pipeline.config import ModelConfig
-    from pipeline.model import build_model, make_loss
+    from pipeline.train.model import build_model, make_loss
     from tests.helpers import read_split
 
     rows = read_split(sample_dataset[0], "train")

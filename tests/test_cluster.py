@@ -77,8 +77,8 @@ def test_ingest_survives_a_lost_executor_with_identical_output(cluster, wheel, s
     import threading
     import time
 
-    from pipeline import synth
-    from pipeline.ingest import ingest
+    from bench import synth
+    from pipeline.ingest.build import ingest
     from tests.conftest import make_config
     from tests.helpers import read_split
 

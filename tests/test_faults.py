@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from pipeline import checkpoints
 from pipeline.errors import InputError, PreflightError, TrainingError
-from pipeline.train import train
+from pipeline.train import checkpoints
+from pipeline.train.driver import train
 from tests.helpers import SAMPLE_DIR, read_split
 from tests.mlflow_server import MlflowServer
 from tests.test_train import _train_config
@@ -107,7 +107,7 @@ def test_damaged_parquet_file_fails_training_and_inference_fast_naming_it(spark,
     import shutil
 
     from pipeline.config import PipelineConfig
-    from pipeline.infer import batch_infer
+    from pipeline.infer.batch import batch_infer
 
     root = tmp_path / "dataset"
     shutil.copytree(sample_dataset[0], root)

@@ -12,7 +12,7 @@ import urllib.request
 
 from pipeline.config import DownloadConfig
 from pipeline.errors import InputError
-from pipeline.fs import HadoopFS, qualify
+from pipeline.io.fs import HadoopFS, qualify
 
 log = logging.getLogger(__name__)
 

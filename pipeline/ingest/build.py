@@ -15,15 +15,15 @@ import subprocess
 import time
 from pathlib import Path
 
-import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 import pipeline
-from pipeline import formats
 from pipeline.config import PipelineConfig
-from pipeline.dataset import (
+from pipeline.errors import InputError
+from pipeline.ingest.download import download_mnist
+from pipeline.io.dataset import (
     MANIFEST,
     SCHEMA_VERSION,
     SPLITS,
@@ -32,120 +32,11 @@ from pipeline.dataset import (
     split_path,
     swap_into_place,
 )
-from pipeline.download import download_mnist
-from pipeline.errors import InputError
-from pipeline.fs import HadoopFS, display_path, qualify
-from pipeline.progress import SparkProgress
+from pipeline.io.fs import HadoopFS, qualify
+from pipeline.io.progress import SparkProgress
+from pipeline.sources.files import parse_inputs, plan_units
 
 log = logging.getLogger(__name__)
-
-PARSED_SCHEMA = (
-    "kind string, role string, split string, source string, idx long, label int, image binary, "
-    "sha256 string, nbytes long, nrows long, message string"
-)
-PARSED_COLUMNS = [part.split()[0] for part in PARSED_SCHEMA.split(", ")]
-_IMAGES_TAG = "images-idx3"
-_LABELS_TAG = "labels-idx1"
-
-
-def plan_units(fs: HadoopFS, fmt: str, split: str, pattern: str, key: str | None = None) -> list[dict]:
-    """Resolves an input pattern into parse units: rows of ``path, unit, split, role``.
-
-    For IDX, files are paired by name: ``X-images-idx3-ubyte[.gz]`` with ``X-labels-idx1-ubyte[.gz]``.
-
-    Raises:
-        InputError: nothing matches, or an IDX file has no partner.
-    """
-    files = fs.glob_files(pattern)
-    key = key or f"ingest.{split}"  # the config key the pattern came from, for messages
-    if not files:
-        raise InputError(f"no input files match {key}={pattern!r} (empty input)")
-    for f in files:
-        if f.size == 0:  # Spark's file sources skip empty files, so catch them here
-            raise InputError(f"{display_path(f.path)}: file is empty; expected {fmt.upper()} data")
-    if fmt != "idx":
-        return [{"path": f.path, "unit": f.path, "split": split, "role": fmt} for f in files]
-    units: dict[str, dict[str, str]] = {}
-    for f in files:
-        name = f.path.rsplit("/", 1)[-1]
-        if _IMAGES_TAG in name:
-            units.setdefault(f.path.replace(_IMAGES_TAG, "*"), {})["images"] = f.path
-        elif _LABELS_TAG in name:
-            units.setdefault(f.path.replace(_LABELS_TAG, "*"), {})["labels"] = f.path
-        else:
-            raise InputError(
-                f"{display_path(f.path)}: matched by {key}={pattern!r} but is not an IDX images or labels file "
-                f"(expected '{_IMAGES_TAG}' or '{_LABELS_TAG}' in the name)"
-            )
-    rows = []
-    for unit, roles in sorted(units.items()):
-        for role, partner in (("images", "labels"), ("labels", "images")):
-            if role in roles and partner not in roles:
-                tag = _LABELS_TAG if partner == "labels" else _IMAGES_TAG
-                expected = roles[role].replace(_IMAGES_TAG if role == "images" else _LABELS_TAG, tag)
-                raise InputError(
-                    f"{display_path(roles[role])}: no matching {partner} file (expected {display_path(expected)})"
-                )
-        rows += [{"path": roles[r], "unit": unit, "split": split, "role": r} for r in ("images", "labels")]
-    return rows
-
-
-def _parse_unit_fn(fmt: str, csv_header: str, rows_parsed):
-    """Returns the function applied to each unit's files on an executor."""
-
-    def parse(pdf: pd.DataFrame) -> pd.DataFrame:
-        import hashlib
-
-        from pipeline import formats as fm
-        from pipeline.errors import InputError as Err
-        from pipeline.fs import display_path as display
-
-        files = {row.role: row for row in pdf.itertuples(index=False)}
-        meta = [
-            {
-                "kind": "file", "role": r.role, "split": r.split, "source": r.path,
-                "sha256": hashlib.sha256(r.content).hexdigest(), "nbytes": len(r.content),
-            }
-            for r in files.values()
-        ]
-        any_row = next(iter(files.values()))
-        try:
-            if fmt == "idx":
-                img, lab = files["images"], files["labels"]
-                x, y = fm.parse_idx_pair(img.content, display(img.path), lab.content, display(lab.path))
-                source = img.path
-            elif fmt == "libsvm":
-                x, y = fm.parse_libsvm(any_row.content, display(any_row.path))
-                source = any_row.path
-            else:
-                x, y = fm.parse_csv(any_row.content, display(any_row.path), csv_header)
-                source = any_row.path
-        except Err as exc:
-            error = {"kind": "error", "split": any_row.split, "source": any_row.path, "message": str(exc)}
-            return pd.DataFrame(meta + [error], columns=PARSED_COLUMNS)
-        for m in meta:
-            m["nrows"] = len(y)
-        rows_parsed.add(len(y))
-        images = pd.DataFrame({
-            "kind": "image",
-            "split": any_row.split,
-            "source": source,
-            "idx": range(len(y)),
-            "label": y.astype("int32"),
-            "image": [row.tobytes() for row in x],
-        })
-        return pd.concat([pd.DataFrame(meta), images], ignore_index=True).reindex(columns=PARSED_COLUMNS)
-
-    return parse
-
-
-def parse_inputs(spark: SparkSession, fmt: str, units: list[dict], csv_header: str, rows_parsed) -> DataFrame:
-    """Reads the planned files with Spark's binaryFile source and parses each unit on an executor."""
-    plan = spark.createDataFrame(pd.DataFrame(units))
-    raw = spark.read.format("binaryFile").load(sorted({u["path"] for u in units})).select("path", "content")
-    joined = raw.join(F.broadcast(plan), "path")
-    return joined.groupBy("unit").applyInPandas(_parse_unit_fn(fmt, csv_header, rows_parsed), PARSED_SCHEMA)
-
 
 def drop_duplicates(images: DataFrame) -> DataFrame:
     """Keeps one row per distinct image: the test copy if there is one (so test never leaks into
@@ -299,4 +190,3 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
                 df.unpersist()
 
 
-__all__ = ["ingest", "plan_units", "drop_duplicates", "assign_val", "formats"]

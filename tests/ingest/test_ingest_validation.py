@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import InputError
-from pipeline.ingest import ingest
+from pipeline.ingest.build import ingest
 from tests.conftest import make_config
 from tests.helpers import csv_text, idx_images_bytes, idx_labels_bytes, libsvm_text, tree_snapshot, write_idx_pair
 

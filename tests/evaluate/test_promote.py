@@ -5,7 +5,7 @@ import pytest
 from mlflow import MlflowClient
 
 from pipeline.config import ModelConfig, PipelineConfig, PromoteConfig
-from pipeline.promote import PromotionError, Scores, decide, evaluate_and_promote
+from pipeline.evaluate.promote import PromotionError, Scores, decide, evaluate_and_promote
 
 RULE = PromoteConfig(min_accuracy=0.8, max_regression=0.01, max_class_regression=0.05)
 
@@ -47,12 +47,12 @@ def registry(tmp_path, sample_dataset):
     cfg.mlflow.artifact_location = str(tmp_path / "artifacts")
     cfg.mlflow.registered_model = "promotion-test"
     cfg.promote = PromoteConfig(min_accuracy=0.8, max_regression=0.01, max_class_regression=0.05)
-    from pipeline.tracking import setup_experiment
+    from pipeline.io.tracking import setup_experiment
 
     experiment = setup_experiment(cfg.mlflow)
 
     def register(weights=None, sabotage_class=None) -> str:
-        from pipeline.model import build_model
+        from pipeline.train.model import build_model
 
         model = build_model(ModelConfig())
         if weights is not None:

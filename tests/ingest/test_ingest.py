@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from pipeline.ingest import ingest
+from pipeline.ingest.build import ingest
 from tests.conftest import make_config, small_idx_inputs
 from tests.helpers import SAMPLE_DIR, csv_text, image_id, libsvm_text, read_split, write_idx_pair
 

@@ -12,15 +12,15 @@ from PIL import Image
 
 from pipeline.config import ModelConfig, PipelineConfig
 from pipeline.errors import PipelineError
-from pipeline.infer import batch_infer
+from pipeline.infer.batch import batch_infer
 from tests.helpers import idx_images_bytes, idx_labels_bytes, read_split, tree_snapshot, write_idx_pair
 
 
 @pytest.fixture(scope="module")
 def champion(tmp_path_factory, trained_weights):
     """A registry (SQLite store) whose model 'mnist-cnn' has version 1 under the alias champion."""
-    from pipeline.model import build_model
-    from pipeline.tracking import setup_experiment
+    from pipeline.io.tracking import setup_experiment
+    from pipeline.train.model import build_model
 
     folder = tmp_path_factory.mktemp("registry")
     cfg = PipelineConfig()

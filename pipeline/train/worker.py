@@ -33,17 +33,17 @@ class TrainJob:
 
 def train_on_rank(job: TrainJob):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from pipeline.keras_compat import horovod_keras
+    from pipeline.train.keras_compat import horovod_keras
 
     hvd = horovod_keras()
     import numpy as np
     import tensorflow as tf
     import tf_keras as keras
 
-    from pipeline import checkpoints
-    from pipeline.model import build_model, dead_unit_fractions, make_loss
-    from pipeline.reader import open_split
-    from pipeline.schedules import learning_rate_at, make_optimizer
+    from pipeline.io.reader import open_split
+    from pipeline.train import checkpoints
+    from pipeline.train.model import build_model, dead_unit_fractions, make_loss
+    from pipeline.train.schedules import learning_rate_at, make_optimizer
 
     # Horovod: start the collective runtime (Gloo) for this process.
     hvd.init()

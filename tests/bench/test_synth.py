@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from pipeline import formats, synth
+from bench import synth
+from pipeline.sources import formats
 
 
 def test_generated_copies_are_new_images_with_their_source_labels(sample_arrays, tmp_path):

@@ -10,8 +10,8 @@ import contextlib
 import warnings
 from collections.abc import Iterator
 
-from pipeline.dataset import split_path
-from pipeline.fs import to_url
+from pipeline.io.dataset import split_path
+from pipeline.io.fs import to_url
 
 
 @contextlib.contextmanager

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 from pyspark.sql import SparkSession
 
-from pipeline import checkpoints
 from pipeline.config import PipelineConfig
-from pipeline.dataset import SPLITS, count_row_groups, read_manifest, split_path
 from pipeline.errors import InputError, PreflightError, TrainingError
-from pipeline.fs import HadoopFS, qualify
-from pipeline.tracking import check_tracking, setup_experiment
-from pipeline.worker import TrainJob, train_on_rank
+from pipeline.io.dataset import SPLITS, count_row_groups, read_manifest, split_path
+from pipeline.io.fs import HadoopFS, qualify
+from pipeline.io.tracking import check_tracking, setup_experiment
+from pipeline.train import checkpoints
+from pipeline.train.worker import TrainJob, train_on_rank
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class EpochTailer:
 
 def evaluate_on_test(model, dataset_root: str, batch_size: int = 512):
     """Predicts the whole test split on the driver: (images, labels, probabilities)."""
-    from pipeline.reader import open_split
+    from pipeline.io.reader import open_split
 
     images, labels, probs = [], [], []
     with open_split(dataset_root, "test", batch_size) as ds:
@@ -258,7 +258,7 @@ def train(spark: SparkSession, cfg: PipelineConfig) -> TrainResult:
             checkpoints.write_state(run_dir, state)
             _log_missing_epochs(client, run_id, epochs)
 
-        from pipeline.model import build_model
+        from pipeline.train.model import build_model
 
         model = build_model(cfg.model)
         model.set_weights(weights)
@@ -370,7 +370,7 @@ def _log_evaluation_and_model(cfg: PipelineConfig, model, run_id: str, epochs: l
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    from pipeline import metrics, plots
+    from pipeline.evaluate import metrics, plots
 
     images, labels, probs = evaluate_on_test(model, qualify(cfg.data.root))
     predicted = probs.argmax(axis=1)

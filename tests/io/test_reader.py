@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline.reader import open_split
+from pipeline.io.reader import open_split
 from tests.helpers import read_split
 
 

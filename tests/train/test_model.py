@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from pipeline.config import ModelConfig, OptimizerConfig
-from pipeline.model import build_model, dead_unit_fractions, hidden_activation_layers, make_loss
-from pipeline.schedules import learning_rate_at, make_optimizer
+from pipeline.train.model import build_model, dead_unit_fractions, hidden_activation_layers, make_loss
+from pipeline.train.schedules import learning_rate_at, make_optimizer
 
 _DIGITS = np.random.default_rng(0).integers(0, 256, size=(4, 28, 28, 1), dtype=np.uint8)
 

@@ -18,9 +18,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipeline.config import PipelineConfig
-from pipeline.dataset import count_row_groups, split_path, swap_into_place
 from pipeline.errors import InputError, PipelineError
-from pipeline.fs import HadoopFS, display_path, qualify
+from pipeline.io.dataset import count_row_groups, split_path, swap_into_place
+from pipeline.io.fs import HadoopFS, display_path, qualify
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def load_input(spark: SparkSession, cfg: PipelineConfig) -> DataFrame:
         raw = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(qualify(source))
         return raw.select("path", "content").mapInPandas(_decode_images_fn(), PREPARED_SCHEMA)
     # idx: the ingest parser, but a bad file becomes a reject instead of stopping the job
-    from pipeline.ingest import parse_inputs, plan_units
+    from pipeline.sources.files import parse_inputs, plan_units
 
     units = plan_units(fs, "idx", "test", source, key="infer.input")
     parsed = parse_inputs(spark, "idx", units, "auto", spark.sparkContext.accumulator(0))
@@ -144,7 +144,7 @@ def resolve_model(cfg: PipelineConfig):
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from pipeline.tracking import setup_experiment
+    from pipeline.io.tracking import setup_experiment
 
     setup_experiment(cfg.mlflow)
     client = MlflowClient()

@@ -66,8 +66,8 @@ def score_model(model_uri: str, dataset_root: str) -> Scores:
     """Loads a registered model with pyfunc and scores it on the test split (driver side)."""
     import mlflow
 
-    from pipeline import metrics
-    from pipeline.reader import open_split
+    from pipeline.evaluate import metrics
+    from pipeline.io.reader import open_split
 
     model = mlflow.pyfunc.load_model(model_uri)
     labels, predicted = [], []
@@ -90,8 +90,8 @@ def evaluate_and_promote(cfg: PipelineConfig, version: str | None = None) -> Dec
     """
     from mlflow import MlflowClient
 
-    from pipeline.fs import qualify
-    from pipeline.tracking import setup_experiment
+    from pipeline.io.fs import qualify
+    from pipeline.io.tracking import setup_experiment
 
     setup_experiment(cfg.mlflow)
     client = MlflowClient()

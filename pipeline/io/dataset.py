@@ -20,7 +20,7 @@ import pyarrow.fs
 import pyarrow.parquet as pq
 
 from pipeline.errors import InputError, PipelineError
-from pipeline.fs import HadoopFS, qualify, to_url
+from pipeline.io.fs import HadoopFS, qualify, to_url
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from pipeline.errors import InputError
-from pipeline.ingest import ingest
+from pipeline.ingest.build import ingest
 from tests.conftest import make_config
 from tests.helpers import SAMPLE_DIR
 

@@ -10,9 +10,9 @@ from mlflow import MlflowClient
 
 from pipeline.config import PipelineConfig
 from pipeline.errors import PreflightError, TrainingError
-from pipeline.ingest import ingest
-from pipeline.train import train
-from pipeline.worker import FAIL_AFTER_EPOCH_ENV
+from pipeline.ingest.build import ingest
+from pipeline.train.driver import train
+from pipeline.train.worker import FAIL_AFTER_EPOCH_ENV
 from tests.conftest import make_config, small_idx_inputs
 from tests.helpers import read_split
 from tests.mlflow_server import MlflowServer
@@ -93,7 +93,7 @@ def test_two_ranks_train_track_and_register(spark, sample_dataset, tracking_serv
 # horovod.spark's launcher thread re-raises the cancelled Spark job after the failure was already reported
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_stopped_run_resumes_after_its_last_epoch(spark, sample_dataset, tmp_path, monkeypatch):
-    from pipeline import checkpoints
+    from pipeline.train import checkpoints
 
     root, _ = sample_dataset
     cfg = _train_config(tmp_path, root, f"sqlite:///{tmp_path / 'mlflow.db'}", epochs=2)

@@ -1,0 +1,1 @@
+"""Batch inference stage: score inputs with a registered model in Spark."""

@@ -1,0 +1,1 @@
+"""Ingest stage: raw MNIST files -> validated, de-duplicated, split Parquet dataset + manifest."""
