@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from pipeline.config import PipelineConfig
+
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "mnist-sample"
 
 
@@ -63,3 +65,19 @@ def read_split(root: Path, split: str) -> list[tuple[str, bytes, int]]:
 def tree_snapshot(root: Path) -> dict[str, bytes]:
     """Every file under root with its bytes, to prove a dataset was left untouched."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def train_config(tmp_path, dataset_root, tracking_uri, **train) -> PipelineConfig:
+    """A training config for tests: 2 ranks, 2 epochs, checkpoints and artifacts under tmp_path."""
+    cfg = PipelineConfig()
+    cfg.data.root = str(dataset_root)
+    cfg.spark.progress_interval_s = 0
+    cfg.train.num_proc = 2
+    cfg.train.epochs = train.pop("epochs", 2)
+    cfg.train.checkpoint_dir = str(tmp_path / "checkpoints")
+    for key, value in train.items():
+        setattr(cfg.train, key, value)
+    cfg.mlflow.tracking_uri = tracking_uri
+    cfg.mlflow.artifact_location = None if tracking_uri.startswith("http") else str(tmp_path / "artifacts")
+    cfg.mlflow.experiment = "tests"
+    return cfg

@@ -11,9 +11,8 @@ read off it.
 
 from __future__ import annotations
 
-from pipeline.config import ModelConfig
+from pipeline.config import ACTIVATIONS, LOSSES, ModelConfig
 
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid")
 DEAD_UNIT_ACTIVATIONS = ("relu",)  # activations whose units can die (output exactly 0 for every input)
 
 
@@ -58,8 +57,8 @@ def make_loss(cfg: ModelConfig):
     import tensorflow as tf
     import tf_keras as keras
 
-    if cfg.loss != "sparse_categorical_crossentropy":
-        raise ValueError(f"model.loss is {cfg.loss!r}; expected sparse_categorical_crossentropy")
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"model.loss is {cfg.loss!r}; expected one of {', '.join(LOSSES)}")
     if cfg.label_smoothing <= 0:
         return keras.losses.SparseCategoricalCrossentropy(name="loss")
     smoothed = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from pipeline.config import OptimizerConfig
+from pipeline.config import OPTIMIZERS, OptimizerConfig
 
 
 def target_learning_rate(opt: OptimizerConfig, ranks: int) -> float:
@@ -35,16 +35,20 @@ def learning_rate_at(epoch: float, opt: OptimizerConfig, ranks: int, total_epoch
     return rate
 
 
+def _optimizer_builders(keras, opt: OptimizerConfig, rate: float) -> dict:
+    return {
+        "adam": lambda: keras.optimizers.Adam(rate, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon),
+        "sgd": lambda: keras.optimizers.SGD(rate, momentum=opt.momentum, nesterov=opt.nesterov),
+        "rmsprop": lambda: keras.optimizers.RMSprop(rate, momentum=opt.momentum, epsilon=opt.epsilon),
+        "adadelta": lambda: keras.optimizers.Adadelta(rate, epsilon=opt.epsilon),
+    }
+
+
 def make_optimizer(opt: OptimizerConfig, learning_rate: float):
     """A ``tf_keras`` optimizer from config (the learning rate is set per batch by the controller)."""
     import tf_keras as keras
 
-    if opt.name == "adam":
-        return keras.optimizers.Adam(learning_rate, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon)
-    if opt.name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=opt.momentum, nesterov=opt.nesterov)
-    if opt.name == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate, momentum=opt.momentum, epsilon=opt.epsilon)
-    if opt.name == "adadelta":
-        return keras.optimizers.Adadelta(learning_rate, epsilon=opt.epsilon)
-    raise ValueError(f"optimizer.name is {opt.name!r}; expected adam, sgd, rmsprop or adadelta")
+    builders = _optimizer_builders(keras, opt, learning_rate)
+    if opt.name not in builders:
+        raise ValueError(f"optimizer.name is {opt.name!r}; expected one of {', '.join(OPTIMIZERS)}")
+    return builders[opt.name]()

@@ -1,39 +1,22 @@
 """Distributed training end to end: 2 Horovod ranks over Gloo on Spark local[2], fed by Petastorm,
 tracked in MLflow (a real tracking server process, and the embedded SQLite store)."""
 
-import os
 
 import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from pipeline.config import PipelineConfig
 from pipeline.errors import PreflightError, TrainingError
 from pipeline.ingest.build import ingest
+from pipeline.train.callbacks import FAIL_AFTER_EPOCH_ENV
 from pipeline.train.driver import train
-from pipeline.train.worker import FAIL_AFTER_EPOCH_ENV
 from tests.conftest import make_config, small_idx_inputs
-from tests.helpers import read_split
+from tests.helpers import read_split, train_config
 from tests.mlflow_server import MlflowServer
 
 # Measured on the sample (2 ranks, 2 epochs, defaults): 0.958 test accuracy. The bar leaves margin.
 TEST_ACCURACY_BAR = 0.90
-
-
-def _train_config(tmp_path, dataset_root, tracking_uri, **train) -> PipelineConfig:
-    cfg = PipelineConfig()
-    cfg.data.root = str(dataset_root)
-    cfg.spark.progress_interval_s = 0
-    cfg.train.num_proc = 2
-    cfg.train.epochs = train.pop("epochs", 2)
-    cfg.train.checkpoint_dir = str(tmp_path / "checkpoints")
-    for key, value in train.items():
-        setattr(cfg.train, key, value)
-    cfg.mlflow.tracking_uri = tracking_uri
-    cfg.mlflow.artifact_location = None if tracking_uri.startswith("http") else str(tmp_path / "artifacts")
-    cfg.mlflow.experiment = "tests"
-    return cfg
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +28,7 @@ def tracking_server(tmp_path_factory):
 
 def test_two_ranks_train_track_and_register(spark, sample_dataset, tracking_server, tmp_path):
     root, _ = sample_dataset
-    cfg = _train_config(tmp_path, root, tracking_server.uri, report_shards=True)
+    cfg = train_config(tmp_path, root, tracking_server.uri, report_shards=True)
     result = train(spark, cfg)
 
     # the ranks read disjoint shards whose union is the train split
@@ -96,7 +79,7 @@ def test_stopped_run_resumes_after_its_last_epoch(spark, sample_dataset, tmp_pat
     from pipeline.train import checkpoints
 
     root, _ = sample_dataset
-    cfg = _train_config(tmp_path, root, f"sqlite:///{tmp_path / 'mlflow.db'}", epochs=2)
+    cfg = train_config(tmp_path, root, f"sqlite:///{tmp_path / 'mlflow.db'}", epochs=2)
     monkeypatch.setenv(FAIL_AFTER_EPOCH_ENV, "1")
     with pytest.raises(TrainingError, match=r"failed after epoch 1 of 2: .*\n.*checkpoint is kept in .*"
                                             r"run the same command again to resume from epoch 2"):
@@ -121,14 +104,14 @@ def test_stopped_run_resumes_after_its_last_epoch(spark, sample_dataset, tmp_pat
 
 
 def test_preflight_refuses_more_ranks_than_task_slots(spark, sample_dataset, tmp_path):
-    cfg = _train_config(tmp_path, sample_dataset[0], f"sqlite:///{tmp_path / 'mlflow.db'}", num_proc=3)
+    cfg = train_config(tmp_path, sample_dataset[0], f"sqlite:///{tmp_path / 'mlflow.db'}", num_proc=3)
     with pytest.raises(PreflightError, match=r"train\.num_proc=3 but Spark has 2 task slots"):
         train(spark, cfg)
     assert not (tmp_path / "mlflow.db").exists()  # failed before any run was created
 
 
 def test_preflight_refuses_a_missing_dataset(spark, tmp_path):
-    cfg = _train_config(tmp_path, tmp_path / "nowhere", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    cfg = train_config(tmp_path, tmp_path / "nowhere", f"sqlite:///{tmp_path / 'mlflow.db'}")
     with pytest.raises(PreflightError, match=r"no dataset at .*nowhere: manifest\.json is missing; run `mnist-pipeline ingest`"):
         train(spark, cfg)
 
@@ -136,7 +119,7 @@ def test_preflight_refuses_a_missing_dataset(spark, tmp_path):
 def test_preflight_refuses_too_few_row_groups(spark, small_arrays, tmp_path):
     train_in, test_in = small_idx_inputs(tmp_path / "in", small_arrays)
     ingest(spark, make_config(tmp_path / "ds", train_in, test_in, max_shards=1, rows_per_row_group=100_000))
-    cfg = _train_config(tmp_path, tmp_path / "ds", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    cfg = train_config(tmp_path, tmp_path / "ds", f"sqlite:///{tmp_path / 'mlflow.db'}")
     with pytest.raises(PreflightError, match=r"split train of .* has 1 Parquet row groups but train\.num_proc=2"):
         train(spark, cfg)
 
@@ -144,10 +127,21 @@ def test_preflight_refuses_too_few_row_groups(spark, small_arrays, tmp_path):
 def test_preflight_refuses_an_unreachable_tracking_server(spark, sample_dataset, tmp_path):
     from tests.mlflow_server import free_port
 
-    cfg = _train_config(tmp_path, sample_dataset[0], f"http://127.0.0.1:{free_port()}")
+    cfg = train_config(tmp_path, sample_dataset[0], f"http://127.0.0.1:{free_port()}")
     with pytest.raises(PreflightError, match=r"the MLflow tracking server at http://127\.0\.0\.1:\d+ does not answer"):
         train(spark, cfg)
 
 
-def test_fault_injection_variable_is_not_left_set():
-    assert FAIL_AFTER_EPOCH_ENV not in os.environ
+def test_the_fault_drill_hook_fails_after_its_epoch_only():
+    import tf_keras as keras
+
+    from pipeline.train.callbacks import FailAfterEpoch
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x, y = np.zeros((8, 2)), np.zeros((8, 1))
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(epoch + 1))
+    with pytest.raises(RuntimeError, match=rf"{FAIL_AFTER_EPOCH_ENV}=2: failing on purpose after the checkpoint"):
+        model.fit(x, y, epochs=4, verbose=0, callbacks=[record, FailAfterEpoch(2)])
+    assert seen == [1, 2]

@@ -1,0 +1,56 @@
+"""A trained model on the test split: predictions, metrics and plots, logged to the active MLflow run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.evaluate import metrics, plots
+
+
+@dataclass
+class TestReport:
+    accuracy: float
+    matrix: np.ndarray
+    per_class: dict[int, dict[str, float]]
+
+
+def predict_test_split(model, dataset_root: str, batch_size: int = 512):
+    """Predicts the whole test split on the driver: (images, labels, probabilities)."""
+    from pipeline.io.reader import open_split
+
+    images, labels, probs = [], [], []
+    with open_split(dataset_root, "test", batch_size) as ds:
+        for image, label in ds:
+            images.append(image.numpy())
+            labels.append(label.numpy())
+            probs.append(model.predict_on_batch(image))
+    return np.concatenate(images), np.concatenate(labels), np.concatenate(probs)
+
+
+def log_test_report(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, epochs: list[dict],
+                    misclassified_examples: int, extra_metrics: dict[str, float] | None = None) -> TestReport:
+    """Logs test accuracy, per-class precision/recall/F1, the confusion matrix and the plots (learning
+    curves, confusion matrix, misclassified digits) to the active MLflow run."""
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    predicted = probs.argmax(axis=1)
+    matrix = metrics.confusion_matrix(labels, predicted)
+    acc = metrics.accuracy(matrix)
+    scores = metrics.per_class_scores(matrix)
+    logged = {"test_accuracy": acc, **(extra_metrics or {})}
+    for c, s in scores.items():
+        for name in ("precision", "recall", "f1"):
+            logged[f"test_{name}_{c}"] = s[name]
+    mlflow.log_metrics(logged)
+    mlflow.log_dict({"confusion_matrix": matrix.tolist(), "per_class": scores, "accuracy": acc},
+                    "evaluation/test_metrics.json")
+    if epochs:
+        mlflow.log_figure(plots.learning_curves(epochs), "plots/learning_curves.png")
+    mlflow.log_figure(plots.confusion_matrix_figure(matrix), "plots/confusion_matrix.png")
+    mlflow.log_figure(plots.misclassified_grid(images, labels, predicted, probs.max(axis=1), misclassified_examples),
+                      "plots/misclassified.png")
+    plt.close("all")
+    return TestReport(accuracy=acc, matrix=matrix, per_class=scores)

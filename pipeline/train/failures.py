@@ -1,0 +1,65 @@
+"""Saying what failed during training: a lost rank by name, a tracking outage apart from everything else."""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections.abc import Iterator
+
+REMOTE_TRACKING_SCHEMES = ("http://", "https://", "databricks")
+
+
+def chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and its causes/contexts, outermost first."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def describe_failure(exc: BaseException) -> str:
+    """Names the lost rank when Horovod reports one ("Process name: 1 / Exit code: -9")."""
+    text = "\n".join(str(e) for e in chain(exc))
+    match = re.search(r"Process name: (\S+)\s+Exit code: (-?\d+)", text)
+    if not match:
+        return first_line(exc)
+    rank, code = match.group(1), int(match.group(2))
+    how = f"exit code {code}"
+    signum = -code if code < 0 else code - 128 if code > 128 else None
+    if signum:
+        try:
+            how += f", killed by signal {signum} ({signal.Signals(signum).name})"
+        except ValueError:
+            pass
+    return f"rank {rank} was lost ({how}); Horovod stopped the other ranks"
+
+
+def is_tracking_failure(exc: BaseException, tracking_uri: str) -> bool:
+    """True only when talking to a remote tracking server failed: the connection (refused, reset,
+    timed out) or the server's answer (HTTP 5xx). A full disk, a permission error on the checkpoint
+    folder or a damaged dataset file is not, whatever ``OSError`` it raised, and neither is anything
+    under a local store (SQLite, a folder): those keep their own message."""
+    if not tracking_uri.startswith(REMOTE_TRACKING_SCHEMES):
+        return False
+    for e in chain(exc):
+        module = type(e).__module__ or ""
+        if module.startswith(("requests.", "urllib3.")):
+            return True
+        if type(e).__name__ == "MlflowException" and _is_transport_message(str(e)):
+            return True
+    return False
+
+
+def _is_transport_message(text: str) -> bool:
+    # mlflow.utils.rest_utils wraps transport failures as "API request to <url> failed with exception ..."
+    # and bad answers as "API request to endpoint <path> failed with error code 503 != 200".
+    if not text.startswith("API request to"):
+        return False
+    code = re.search(r"failed with error code (\d{3})", text)
+    return code is None or code.group(1).startswith("5")

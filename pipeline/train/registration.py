@@ -1,0 +1,32 @@
+"""Logging the trained model to MLflow with its signature, and registering it."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from pipeline.config import MlflowConfig
+
+log = logging.getLogger(__name__)
+
+
+def log_and_register(model, example_images: np.ndarray, cfg: MlflowConfig, run_id: str, test_accuracy: float) -> str:
+    """Logs ``model`` to the active run and registers it as ``cfg.registered_model``; returns the version.
+
+    The version is tagged with its test accuracy and run id.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+
+    example = example_images[:5].astype(np.float32)
+    signature = infer_signature(example, model.predict(example, verbose=0))
+    info = mlflow.tensorflow.log_model(model, name="model", signature=signature, input_example=example,
+                                       registered_model_name=cfg.registered_model)
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    client.set_model_version_tag(cfg.registered_model, version, "test_accuracy", f"{test_accuracy:.4f}")
+    client.set_model_version_tag(cfg.registered_model, version, "run_id", run_id)
+    log.info("test accuracy %.4f; registered %s version %s", test_accuracy, cfg.registered_model, version)
+    return version

@@ -1,0 +1,76 @@
+"""The driver's view of a running training: epoch records from the run folder, printed and logged."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from pipeline.train import checkpoints
+from pipeline.train.failures import first_line
+
+log = logging.getLogger(__name__)
+
+
+def _metrics(record: dict, now_ms: int):
+    from mlflow.entities import Metric
+
+    return [Metric(k, float(v), now_ms, record["epoch"]) for k, v in record.items() if k != "epoch"]
+
+
+class EpochTailer:
+    """Prints each epoch record and logs it to MLflow as rank 0 writes it.
+
+    A tracking server that is away does not stop training: the record stays on disk and is logged
+    later (``log_missing_epochs``).
+    """
+
+    def __init__(self, client, run_id: str, run_dir: str, epochs: int, interval_s: float = 2.0):
+        self._client, self._run_id, self._run_dir, self._epochs = client, run_id, run_dir, epochs
+        self._interval = interval_s
+        self._logged = self._printed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="epoch-tailer", daemon=True)
+
+    def start(self, already_logged: int) -> None:
+        self._logged = self._printed = already_logged
+        self._thread.start()
+
+    def stop(self) -> list[dict]:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        self._poll_quietly()
+        return checkpoints.read_epochs(self._run_dir)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._poll_quietly()
+
+    def _poll_quietly(self) -> None:
+        try:
+            self.poll()
+        except Exception as exc:  # keep training going; what is not logged now is logged at the end
+            log.warning("epoch records not logged to MLflow yet: %s", first_line(exc))
+
+    def poll(self) -> None:
+        for record in checkpoints.read_epochs(self._run_dir):
+            step = record["epoch"]
+            if step > self._printed:
+                log.info(
+                    "epoch %d/%d: loss %.4f acc %.4f | val_loss %.4f val_acc %.4f | lr %.2e | %.0f img/s "
+                    "(%.0f per rank) | %.1f s", step, self._epochs, record["loss"], record["accuracy"],
+                    record["val_loss"], record["val_accuracy"], record["learning_rate"], record["images_per_sec"],
+                    record["images_per_sec_per_rank"], record["epoch_seconds"])
+                self._printed = step
+            if step > self._logged:
+                self._client.log_batch(self._run_id, metrics=_metrics(record, int(time.time() * 1000)))
+                self._logged = step
+
+
+def log_missing_epochs(client, run_id: str, epochs: list[dict]) -> None:
+    """Logs the epoch records the tailer could not (tracking server away during training)."""
+    logged = {m.step for m in client.get_metric_history(run_id, "loss")}
+    now = int(time.time() * 1000)
+    for record in epochs:
+        if record["epoch"] not in logged:
+            client.log_batch(run_id, metrics=_metrics(record, now))

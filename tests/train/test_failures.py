@@ -1,0 +1,90 @@
+"""Saying what failed: only a remote tracking server's outage is reported as one; everything else keeps
+its own message. And ranks are shipped only what they need (no tracking URI, no credentials)."""
+
+import os
+import pickle
+
+import pytest
+import requests
+
+from pipeline.config import PipelineConfig
+from pipeline.errors import InputError
+from pipeline.train.driver import rank_environment
+from pipeline.train.failures import describe_failure, is_tracking_failure
+from pipeline.train.worker import RankJob
+from tests.mlflow_server import free_port
+
+SERVER = "http://127.0.0.1:5000"
+LOCAL = "sqlite:///data/mlflow/mlflow.db"
+
+
+def _raised(make):
+    try:
+        make()
+    except Exception as exc:
+        return exc
+    raise AssertionError("nothing was raised")
+
+
+def _chained(outer, inner):
+    def make():
+        try:
+            raise inner
+        except Exception as exc:
+            raise outer from exc
+    return _raised(make)
+
+
+@pytest.mark.parametrize("exc", [
+    OSError(28, "No space left on device"),
+    PermissionError(13, "Permission denied: 'data/checkpoints/abc/ckpt-1.index'"),
+    _chained(InputError("part-3.parquet: not a readable Parquet file"), OSError("Invalid: Parquet magic bytes")),
+    _chained(RuntimeError("checkpoint write failed"), FileNotFoundError(2, "No such file or directory")),
+    ConnectionRefusedError(111, "Connection refused"),  # not from the tracking client: an HDFS datanode, say
+], ids=["disk-full", "permission", "broken-dataset", "missing-folder", "other-connection"])
+def test_local_failures_are_not_tracking_failures(exc):
+    assert not is_tracking_failure(exc, SERVER)
+    assert not is_tracking_failure(exc, LOCAL)
+
+
+def test_a_real_unreachable_tracking_server_is_a_tracking_failure(monkeypatch):
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    uri = f"http://127.0.0.1:{free_port()}"
+    exc = _raised(lambda: MlflowClient(uri).get_experiment("0"))
+    assert is_tracking_failure(exc, uri)
+    assert is_tracking_failure(_chained(RuntimeError("log_batch failed"), requests.exceptions.ConnectionError()), uri)
+    assert not is_tracking_failure(exc, LOCAL)  # a local store has no server to bring back
+
+
+def test_an_answer_that_is_not_an_outage_is_not_a_tracking_failure():
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+    missing = MlflowException("Run 'abc' not found", error_code=RESOURCE_DOES_NOT_EXIST)
+    assert not is_tracking_failure(missing, SERVER)
+    assert is_tracking_failure(MlflowException("API request to endpoint /api/2.0/mlflow/runs/log-batch failed with "
+                                               "error code 503 != 200"), SERVER)
+    assert not is_tracking_failure(MlflowException("API request to endpoint /api/2.0/mlflow/runs/get failed with "
+                                                   "error code 403 != 200"), SERVER)
+
+
+def test_a_lost_rank_is_named():
+    exc = RuntimeError("Horovod detected that one or more processes exited with non-zero status\n"
+                       "Process name: 1\nExit code: -9")
+    assert describe_failure(exc) == "rank 1 was lost (exit code -9, killed by signal 9 (SIGKILL)); Horovod stopped " \
+                                    "the other ranks"
+
+
+def test_ranks_get_no_tracking_uri_or_credentials():
+    cfg = PipelineConfig()
+    cfg.mlflow.tracking_uri = "https://user:s3cret-token@mlflow.example.com"
+    job = RankJob(model=cfg.model, optimizer=cfg.optimizer, train=cfg.train, dataset_root="/d", run_dir="/r",
+                  ranks=2, steps_per_epoch=10, val_steps=2, threads_per_rank=1)
+    shipped = pickle.dumps(job)
+    assert b"s3cret-token" not in shipped and b"mlflow.example.com" not in shipped
+    env = rank_environment({**os.environ, "MLFLOW_TRACKING_TOKEN": "s3cret-token", "MLFLOW_TRACKING_URI": "x",
+                            "DATABRICKS_TOKEN": "dapi-s3cret", "AWS_ACCESS_KEY_ID": "kept", "PATH": "/usr/bin"})
+    assert not {"MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_URI", "DATABRICKS_TOKEN"} & set(env)
+    assert env["AWS_ACCESS_KEY_ID"] == "kept" and env["PATH"] == "/usr/bin" and env["TF_USE_LEGACY_KERAS"] == "1"
