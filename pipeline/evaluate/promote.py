@@ -62,6 +62,43 @@ def decide(challenger: Scores, champion: Scores | None, cfg: PromoteConfig) -> t
                   f"regressed beyond {cfg.max_class_regression:.4f}")
 
 
+def current_champion(client, name: str, alias: str) -> str | None:
+    """The version holding ``alias``, or None when the model has no such alias.
+
+    Only "this alias does not exist" means there is no champion. Any other failure (server error,
+    timeout, a Unity Catalog permission error) is a ``PromotionError``: a champion that could not be
+    seen must never be replaced by a candidate that was not compared with it.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if _is_missing_alias(exc, alias):
+            return None
+        failure = exc
+    except Exception as exc:  # connection refused, timeout: the registry could not be asked
+        failure = exc
+    raise PromotionError(
+        f"could not look up @{alias} of {name}: {_first_line(failure)}; nothing was changed (run evaluate again "
+        "once the registry answers)"
+    ) from failure
+
+
+def _is_missing_alias(exc, alias: str) -> bool:
+    # The registry says "Registered model alias champion not found." (INVALID_PARAMETER_VALUE, OSS store)
+    # or RESOURCE_DOES_NOT_EXIST / NOT_FOUND (REST stores, Unity Catalog).
+    code, text = getattr(exc, "error_code", ""), str(exc).lower()
+    if code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+        return True
+    return code == "INVALID_PARAMETER_VALUE" and f"alias {alias.lower()} not found" in text
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def score_model(model_uri: str, dataset_root: str) -> Scores:
     """Loads a registered model with pyfunc and scores it on the test split (driver side)."""
     import mlflow
@@ -101,10 +138,7 @@ def evaluate_and_promote(cfg: PipelineConfig, version: str | None = None) -> Dec
         raise PromotionError(f"registered model {name!r} has no versions; train one first (mnist-pipeline train)")
     version = version or pcfg.version or str(max(int(v.version) for v in versions))
     candidate = client.get_model_version(name, version)
-    try:
-        champion_version = str(client.get_model_version_by_alias(name, pcfg.champion_alias).version)
-    except Exception:
-        champion_version = None
+    champion_version = current_champion(client, name, pcfg.champion_alias)
     root = qualify(cfg.data.root)
     try:
         challenger_scores = score_model(f"models:/{name}/{version}", root)

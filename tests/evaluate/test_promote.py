@@ -139,3 +139,41 @@ def test_no_versions_is_a_clear_error(registry):
     cfg, _, _ = registry
     with pytest.raises(PromotionError, match=r"registered model 'promotion-test' has no versions; train one first"):
         evaluate_and_promote(cfg)
+
+
+def test_a_registry_error_on_the_alias_lookup_moves_nothing(sample_dataset, trained_weights, tmp_path):
+    """Only a missing alias means "no champion": a registry that answers an error to the alias lookup
+    must not let the candidate be promoted as a "first model" without being compared."""
+    from pipeline.io.tracking import setup_experiment
+    from pipeline.train.model import build_model
+    from tests.mlflow_server import FaultyProxy, MlflowServer
+
+    server = MlflowServer(tmp_path / "server").start()
+    try:
+        cfg = PipelineConfig()
+        cfg.data.root = str(sample_dataset[0])
+        cfg.mlflow.tracking_uri, cfg.mlflow.artifact_location = server.uri, None
+        cfg.mlflow.registered_model, cfg.mlflow.http_retries = "hiccup-test", 0
+        experiment = setup_experiment(cfg.mlflow)
+        model = build_model(ModelConfig())
+        model.set_weights(trained_weights)
+        versions = []
+        for _ in range(2):
+            with mlflow.start_run(experiment_id=experiment):
+                info = mlflow.tensorflow.log_model(model, name="model", registered_model_name="hiccup-test")
+            versions.append(str(info.registered_model_version))
+        client = MlflowClient(server.uri)
+        client.set_registered_model_alias("hiccup-test", "champion", versions[0])
+
+        with FaultyProxy(server.uri, fail_path="/registered-models/alias") as proxy:
+            cfg.mlflow.tracking_uri = proxy.uri
+            with pytest.raises(PromotionError, match=r"could not look up @champion of hiccup-test: .*nothing was changed"):
+                evaluate_and_promote(cfg, version=versions[1])
+            assert proxy.failed >= 1
+
+        assert _champion(client, "hiccup-test") == versions[0]
+        assert "promotion.decision" not in client.get_model_version("hiccup-test", versions[1]).tags
+        with pytest.raises(Exception, match="alias challenger not found"):
+            client.get_model_version_by_alias("hiccup-test", "challenger")
+    finally:
+        server.stop()
