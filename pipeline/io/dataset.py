@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 
@@ -74,30 +75,69 @@ def new_staging_path(root: str) -> str:
     return f"{qualify(root).rstrip('/')}.__staging-{uuid.uuid4().hex[:12]}"
 
 
+# A writer holds an output's lock only for the swap (renames), and refreshes it while it holds it, so a
+# lock that has not been refreshed for LOCK_STALE_S was left by a crashed writer. Waiters give up after
+# LOCK_TIMEOUT_S, which is longer than the stale age: a crashed writer's lock is always broken in time.
+LOCK_STALE_S = 60.0
+LOCK_TIMEOUT_S = 600.0
+
+
 @contextlib.contextmanager
-def output_lock(fs: HadoopFS, root: str, timeout_s: float = 600, stale_s: float = 1800):
+def output_lock(fs: HadoopFS, root: str, timeout_s: float = LOCK_TIMEOUT_S, stale_s: float = LOCK_STALE_S):
     """Serialises writers of one output (``<root>.__lock``, created atomically) for the short swap.
 
-    A lock older than ``stale_s`` is taken to be left by a crashed writer and broken.
+    The holder refreshes the lock every ``stale_s / 4`` seconds; a lock not refreshed for ``stale_s`` is
+    broken (renamed away first, so of several waiters exactly one breaks it).
+
+    Raises:
+        PipelineError: the lock was held by a live writer for ``timeout_s``.
     """
+    if stale_s >= timeout_s:
+        raise ValueError(f"lock stale age {stale_s} s must be shorter than the wait timeout {timeout_s} s")
     lock = f"{qualify(root).rstrip('/')}.__lock"
+    owner = f"{os.getpid()}@{socket.gethostname()}"
     deadline = time.monotonic() + timeout_s
-    while not fs.create_exclusive(lock, f"{os.getpid()}@{socket.gethostname()}"):
+    while not fs.create_exclusive(lock, owner):
         try:
-            if fs.modified_seconds_ago(lock) > stale_s:
-                log.warning("breaking the stale lock %s", lock)
-                fs.delete(lock)
-                continue
-        except Exception:
-            continue  # the holder released it meanwhile
-        if time.monotonic() > deadline:
+            age = fs.modified_seconds_ago(lock)
+        except Exception as exc:  # released meanwhile, or the status call failed: wait and try again
+            log.debug("could not read the age of %s: %s", lock, exc)
+            age = None
+        if age is not None and age > stale_s:
+            _break_stale_lock(fs, lock, age)
+        elif time.monotonic() > deadline:
             raise PipelineError(f"another writer has held {lock} for over {timeout_s:.0f} s; if none is running, "
                                 "delete that file and run again")
-        time.sleep(0.2)
+        else:
+            time.sleep(0.2)
+    stop = threading.Event()
+    refresher = threading.Thread(target=_refresh_lock, args=(fs, lock, owner, stale_s / 4, stop),
+                                 name="output-lock-refresh", daemon=True)
+    refresher.start()
     try:
         yield
     finally:
+        stop.set()
+        refresher.join()
         fs.delete(lock)
+
+
+def _refresh_lock(fs: HadoopFS, lock: str, owner: str, every_s: float, stop: threading.Event) -> None:
+    while not stop.wait(every_s):
+        try:
+            fs.write_bytes(lock, owner.encode())
+        except Exception as exc:  # best effort: a missed refresh only lets a waiter break the lock sooner
+            log.warning("could not refresh %s: %s", lock, exc)
+
+
+def _break_stale_lock(fs: HadoopFS, lock: str, age: float) -> None:
+    claimed = f"{lock}.stale-{uuid.uuid4().hex[:12]}"
+    try:
+        fs.rename(lock, claimed)
+    except Exception:  # another waiter broke it first, or its holder released it
+        return
+    log.warning("broke the stale lock %s (not refreshed for %.0f s; its writer is gone)", lock, age)
+    fs.delete(claimed)
 
 
 def swap_into_place(fs: HadoopFS, staging: str, root: str) -> None:
