@@ -65,6 +65,29 @@ class HadoopFS:
                 out.append(FileInfo(status.getPath().toString(), status.getLen()))
         return sorted(out, key=lambda f: f.path)
 
+    def scan_files(self, path: str) -> tuple[int, list[str]]:
+        """Walks a folder (recursively) or a glob as Spark's file sources do, skipping names that start
+        with ``.`` or ``_``: (number of files, paths of the empty ones). Holds only the empty ones."""
+        jpath = self._path(path)
+        fs = self._fs(jpath)
+        count, empty = 0, []
+        for status in fs.globStatus(jpath) or []:
+            if status.isDirectory():
+                files = fs.listFiles(status.getPath(), True)
+                while files.hasNext():
+                    child = files.next()
+                    relative = child.getPath().toUri().getPath()[len(status.getPath().toUri().getPath()):]
+                    if any(part.startswith((".", "_")) for part in relative.split("/") if part):
+                        continue
+                    count += 1
+                    if child.getLen() == 0:
+                        empty.append(child.getPath().toString())
+            elif not status.getPath().getName().startswith((".", "_")):
+                count += 1
+                if status.getLen() == 0:
+                    empty.append(status.getPath().toString())
+        return count, sorted(empty)
+
     def exists(self, path: str) -> bool:
         jpath = self._path(path)
         return bool(self._fs(jpath).exists(jpath))

@@ -88,7 +88,8 @@ def test_idx_input_with_a_bad_file_scores_the_rest(spark, champion, small_arrays
     predictions, rejects, _ = _outputs(tmp_path)
     assert summary["rows_scored"] == 60 and summary["rejects"] == 1
     (reject,) = rejects.values()
-    assert "batch-b-images-idx3-ubyte.gz: magic number 0x00000801, expected 0x00000803" in reject["reject_reason"]
+    assert reject["reject_reason"] == "invalid IDX file"
+    assert "batch-b-images-idx3-ubyte.gz: magic number 0x00000801, expected 0x00000803" in reject["note"]
     assert all(p["label"] is not None for p in predictions.values())
 
 
@@ -103,9 +104,11 @@ def test_parquet_table_mixing_good_and_bad_rows(spark, champion, small_arrays, t
                                       image_column="pixels", label_column="digit"))
     predictions, rejects, _ = _outputs(tmp_path)
     assert summary["rows_scored"] == 20 and summary["rejects"] == 3
-    assert rejects["img-20"]["reject_reason"] == "image has 700 pixels; expected 784 (28x28)"
+    assert rejects["img-20"]["reject_reason"] == "wrong image size; expected 784 pixels (28x28)"
+    assert rejects["img-20"]["note"] == "700 pixels"
     assert rejects["img-21"]["reject_reason"] == "image is missing (null)"
-    assert rejects["img-22"]["reject_reason"] == "image has 785 pixels; expected 784 (28x28)"
+    assert rejects["img-22"]["reject_reason"] == "wrong image size; expected 784 pixels (28x28)"
+    assert rejects["img-22"]["note"] == "785 pixels"
     assert set(predictions) == {f"img-{i}" for i in range(20)}
 
 
@@ -120,25 +123,36 @@ def test_parquet_array_column_out_of_range_is_rejected(spark, champion, small_ar
     summary = batch_infer(spark, _cfg(champion, tmp_path, "parquet", tmp_path / "table", label_column=None))
     predictions, rejects, _ = _outputs(tmp_path)
     assert set(predictions) == {"good"} and summary["accuracy"] is None
-    assert rejects["bad"]["reject_reason"] == "pixel values out of range 0..300; expected 0-255"
+    assert rejects["bad"]["reject_reason"] == "pixel values out of range; expected 0-255"
+    assert rejects["bad"]["note"] == "values 0..300"
 
 
-def test_image_folder_converts_and_rejects(spark, champion, small_arrays, tmp_path):
+def test_image_folder_accounts_for_every_file(spark, champion, small_arrays, tmp_path):
     x, _ = small_arrays["test"]
     folder = tmp_path / "images"
-    folder.mkdir()
+    (folder / "nested").mkdir(parents=True)
     Image.fromarray(x[0].reshape(28, 28), mode="L").save(folder / "gray.png")
     rgb = Image.fromarray(np.stack([x[1].reshape(28, 28)] * 3, axis=-1), mode="RGB").resize((64, 64))
     rgb.save(folder / "color.jpg", quality=95)
     (folder / "broken.png").write_bytes(b"this is not a png")
+    (folder / "nested" / "other-broken.png").write_bytes(b"nor is this")
+    (folder / "empty.png").write_bytes(b"")  # Spark's binaryFile source skips empty files
+    png = (folder / "gray.png").read_bytes()
+    (folder / "cut.png").write_bytes(png[: len(png) // 2])
     summary = batch_infer(spark, _cfg(champion, tmp_path, "images", folder))
     predictions, rejects, _ = _outputs(tmp_path)
-    assert summary["rows_scored"] == 2 and summary["rejects"] == 1
+    assert summary["inputs"] == 6 and summary["rows_scored"] == 2 and summary["rejects"] == 4
+    assert len(predictions) + len(rejects) == 6
     by_name = {k.rsplit("/", 1)[-1]: v for k, v in predictions.items()}
     assert by_name["gray.png"]["note"] is None
     assert by_name["color.jpg"]["note"] == "converted RGB to grayscale; resized 64x64 to 28x28"
-    (reject,) = rejects.values()
-    assert reject["id"].endswith("broken.png") and reject["reject_reason"].startswith("cannot decode image")
+    reasons = {k.rsplit("/", 1)[-1]: v["reject_reason"] for k, v in rejects.items()}
+    assert reasons == {
+        "broken.png": "cannot decode image: not an image format Pillow reads",
+        "other-broken.png": "cannot decode image: not an image format Pillow reads",
+        "empty.png": "file is empty (0 bytes)",
+        "cut.png": "cannot decode image: truncated or corrupt image data",
+    }
 
 
 def test_missing_champion_alias_is_a_clear_error_and_keeps_old_output(spark, champion, sample_dataset, tmp_path):
