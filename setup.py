@@ -18,6 +18,7 @@ setup(
         "mlflow>=3.17,<4",
         "PyYAML>=6",
         "matplotlib>=3.8",
+        "pyarrow-hotfix>=0.6",
     ],
     entry_points={"console_scripts": ["mnist-pipeline=pipeline.cli:main"]},
 )
