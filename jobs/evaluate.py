@@ -9,4 +9,4 @@ import sys
 from pipeline.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["evaluate", *sys.argv[1:]]))
+    sys.exit(main(["evaluate", *sys.argv[1:]], verbose_default=True))

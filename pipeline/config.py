@@ -29,6 +29,18 @@ MNIST_SHA256 = {
 }
 
 
+# The allowed values of every enumerated key, in one place: validation, the code that dispatches on
+# them and the tests all read these.
+INGEST_FORMATS = ("idx", "libsvm", "csv", "download")
+CSV_HEADER_MODES = ("auto", "true", "false")
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid")
+LOSSES = ("sparse_categorical_crossentropy",)
+OPTIMIZERS = ("adam", "sgd", "rmsprop", "adadelta")
+SCHEDULES = ("none", "step", "exponential", "cosine", "plateau")
+INFER_INPUT_FORMATS = ("dataset", "idx", "parquet", "images")
+INFER_OUTPUT_FORMATS = ("parquet", "delta")
+
+
 @dataclass
 class SparkConfig:
     master: str | None = "local[*]"  # None: use the session the platform provides (Databricks)
@@ -158,6 +170,12 @@ class RetrainConfig:
 
 
 @dataclass
+class LogConfig:
+    verbose: bool = False  # true: every library's output on the console; false: only the pipeline's
+    dir: str = "data/logs"  # the console script's log files (one per command)
+
+
+@dataclass
 class PipelineConfig:
     spark: SparkConfig = field(default_factory=SparkConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
@@ -169,6 +187,7 @@ class PipelineConfig:
     promote: PromoteConfig = field(default_factory=PromoteConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -229,20 +248,18 @@ def load_config(files: list[str | Path] | None = None, overrides: list[str] | No
 def validate(cfg: PipelineConfig) -> None:
     """Checks values that are the right type but out of range."""
     ing = cfg.ingest
-    if ing.format not in ("idx", "libsvm", "csv", "download"):
-        raise ConfigError(f"ingest.format is {ing.format!r}; expected one of idx, libsvm, csv, download")
-    if ing.csv_header not in ("auto", "true", "false"):
-        raise ConfigError(f"ingest.csv_header is {ing.csv_header!r}; expected auto, true or false")
+    _one_of("ingest.format", ing.format, INGEST_FORMATS)
+    _one_of("ingest.csv_header", ing.csv_header, CSV_HEADER_MODES)
     if not 0.0 <= ing.val_fraction < 1.0:
         raise ConfigError(f"ingest.val_fraction is {ing.val_fraction}; expected a fraction in [0, 1)")
     if ing.max_shards < 1:
         raise ConfigError(f"ingest.max_shards is {ing.max_shards}; expected at least 1")
     if ing.rows_per_row_group < 1:
         raise ConfigError(f"ingest.rows_per_row_group is {ing.rows_per_row_group}; expected at least 1")
-    _one_of("model.activation", cfg.model.activation, ("relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid"))
-    _one_of("model.loss", cfg.model.loss, ("sparse_categorical_crossentropy",))
-    _one_of("optimizer.name", cfg.optimizer.name, ("adam", "sgd", "rmsprop", "adadelta"))
-    _one_of("optimizer.schedule", cfg.optimizer.schedule, ("none", "step", "exponential", "cosine", "plateau"))
+    _one_of("model.activation", cfg.model.activation, ACTIVATIONS)
+    _one_of("model.loss", cfg.model.loss, LOSSES)
+    _one_of("optimizer.name", cfg.optimizer.name, OPTIMIZERS)
+    _one_of("optimizer.schedule", cfg.optimizer.schedule, SCHEDULES)
     for key, value in (("model.conv_dropout", cfg.model.conv_dropout), ("model.dense_dropout", cfg.model.dense_dropout),
                        ("model.label_smoothing", cfg.model.label_smoothing)):
         if not 0.0 <= value < 1.0:
@@ -254,8 +271,8 @@ def validate(cfg: PipelineConfig) -> None:
             raise ConfigError(f"{key} is {value}; expected at least 1")
     if cfg.train.num_proc is not None and cfg.train.num_proc < 1:
         raise ConfigError(f"train.num_proc is {cfg.train.num_proc}; expected at least 1 (or null for Spark's default)")
-    _one_of("infer.input_format", cfg.infer.input_format, ("dataset", "idx", "parquet", "images"))
-    _one_of("infer.output_format", cfg.infer.output_format, ("parquet", "delta"))
+    _one_of("infer.input_format", cfg.infer.input_format, INFER_INPUT_FORMATS)
+    _one_of("infer.output_format", cfg.infer.output_format, INFER_OUTPUT_FORMATS)
     if cfg.optimizer.learning_rate <= 0:
         raise ConfigError(f"optimizer.learning_rate is {cfg.optimizer.learning_rate}; expected a positive number")
 

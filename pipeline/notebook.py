@@ -1,4 +1,4 @@
-"""What the Databricks notebooks call: widgets -> config -> one stage function -> a printable report.
+"""What the Databricks notebooks call: widgets -> config -> one stage (``pipeline.stages``) -> a printable report.
 
 Each notebook declares its widgets (named after config keys), then makes one call here. The same
 stage functions back the CLI and the spark-submit jobs.
@@ -22,31 +22,6 @@ def config_from_widgets(dbutils, keys: list[str]) -> PipelineConfig:
 
 def run_stage(spark, stage: str, cfg: PipelineConfig) -> str:
     """Runs ``ingest``, ``train``, ``evaluate``, ``infer`` or ``retrain`` and returns its report."""
-    from pipeline import cli
+    from pipeline import stages
 
-    if stage == "ingest":
-        from pipeline.ingest.build import ingest
-
-        return cli.format_manifest(ingest(spark, cfg), cfg.data.root)
-    if stage == "train":
-        from pipeline.train.driver import train
-
-        return cli.format_training(train(spark, cfg), cfg)
-    if stage == "evaluate":
-        from pipeline.evaluate.promote import evaluate_and_promote
-
-        return cli.format_decision(evaluate_and_promote(cfg), cfg)
-    if stage == "infer":
-        from pipeline.infer.batch import batch_infer
-
-        return cli.format_inference(batch_infer(spark, cfg))
-    if stage == "retrain":
-        from pipeline.retrain import run_pipeline
-
-        report = run_pipeline(spark, cfg)
-        parts = [cli.format_manifest(report.manifest, cfg.data.root), cli.format_training(report.training, cfg),
-                 cli.format_decision(report.decision, cfg)]
-        if report.inference is not None:
-            parts.append(cli.format_inference(report.inference))
-        return "\n".join(parts)
-    raise ValueError(f"unknown stage {stage!r}; expected ingest, train, evaluate, infer or retrain")
+    return stages.run_stage(stage, cfg, spark=spark)

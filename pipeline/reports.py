@@ -1,0 +1,61 @@
+"""What each stage prints when it is done: short, human summaries of its result."""
+
+from __future__ import annotations
+
+from pipeline.config import PipelineConfig
+
+
+def format_manifest(manifest: dict, root: str) -> str:
+    """A human summary of an ingest manifest: rows, class balance and row groups per split."""
+    lines = [f"dataset {root}  (schema v{manifest['schema_version']}, seed {manifest['seed']})"]
+    lines.append(f"  rows parsed {manifest['rows_parsed']:,}; exact duplicates dropped "
+                 f"{manifest['duplicates']['dropped']:,} ({manifest['duplicates']['label_conflicts']} with conflicting labels)")
+    lines.append(f"  {'split':6} {'rows':>8} {'row groups':>11}  class balance (% per digit 0-9)")
+    for split, info in manifest["splits"].items():
+        total = max(info["rows"], 1)
+        balance = " ".join(f"{100 * info['classes'].get(str(d), 0) / total:4.1f}" for d in range(10))
+        lines.append(f"  {split:6} {info['rows']:>8,} {info['row_groups']:>11}  {balance}")
+    lines.append(f"  took {manifest['seconds']:.1f} s")
+    return "\n".join(lines)
+
+
+def format_training(result, cfg: PipelineConfig) -> str:
+    uri = cfg.mlflow.tracking_uri
+    lines = [
+        f"model {result.model_name} version {result.model_version}: test accuracy {result.test_accuracy:.4f} "
+        f"after {len(result.epochs)} epochs (MLflow run {result.run_id})",
+    ]
+    if uri.startswith(("http://", "https://")):
+        lines.append(f"  the run: {uri.rstrip('/')}/#/experiments/{result.experiment_id}/runs/{result.run_id}")
+    elif uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri and not uri.startswith("databricks"):
+        lines.append(f"  open the MLflow UI on these results: .venv/bin/mlflow ui --backend-store-uri {uri} "
+                     "--host 127.0.0.1 --port 5000  (then http://127.0.0.1:5000)")
+    else:
+        lines.append(f"  the run is in experiment {cfg.mlflow.experiment} of {uri}")
+    return "\n".join(lines)
+
+
+def format_decision(decision, cfg: PipelineConfig) -> str:
+    verdict = "promoted to" if decision.promote else "not promoted; the champion stays"
+    champion = f" (champion was version {decision.champion_version})" if decision.champion_version else ""
+    return f"evaluate: version {decision.version} {verdict} @{cfg.promote.champion_alias}{champion}: {decision.reason}"
+
+
+def format_inference(summary: dict) -> str:
+    accuracy = f", accuracy {summary['accuracy']:.4f} on {summary['labelled_rows']:,} labelled rows" \
+        if summary["accuracy"] is not None else ""
+    histogram = " ".join(f"{k}:{v}" for k, v in summary["predicted_histogram"].items())
+    return (f"infer: {summary['inputs']:,} inputs: {summary['rows_scored']:,} scored, {summary['rejects']:,} rejected, "
+            f"{summary['rows_per_sec']:,.0f} rows/s{accuracy}\n"
+            f"  predicted classes {histogram}\n"
+            f"  model {summary['model_uri']} -> {summary['output']}")
+
+
+def format_pipeline(report, cfg: PipelineConfig) -> str:
+    parts = [format_manifest(report.manifest, cfg.data.root), format_training(report.training, cfg),
+             format_decision(report.decision, cfg)]
+    if report.inference is not None:
+        parts.append(format_inference(report.inference))
+    elif cfg.retrain.infer:
+        parts.append(f"infer: skipped, no version holds @{cfg.promote.champion_alias} yet")
+    return "\n".join(parts)

@@ -1,0 +1,82 @@
+"""The stages, in one place: the console script, the spark-submit jobs and the notebooks all dispatch here.
+
+Each stage is one function of the package plus the summary it prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pipeline.config import PipelineConfig
+
+
+@dataclass(frozen=True)
+class Stage:
+    help: str
+    run: Callable  # (spark, cfg) -> result
+    report: Callable  # (result, cfg) -> str
+
+
+def _ingest(spark, cfg):
+    from pipeline.ingest.build import ingest
+
+    return ingest(spark, cfg)
+
+
+def _train(spark, cfg):
+    from pipeline.train.driver import train
+
+    return train(spark, cfg)
+
+
+def _evaluate(spark, cfg):
+    from pipeline.evaluate.promote import evaluate_and_promote
+
+    return evaluate_and_promote(cfg)
+
+
+def _infer(spark, cfg):
+    from pipeline.infer.batch import batch_infer
+
+    return batch_infer(spark, cfg)
+
+
+def _retrain(spark, cfg):
+    from pipeline.retrain import run_pipeline
+
+    return run_pipeline(spark, cfg)
+
+
+def _reports():
+    from pipeline import reports
+
+    return reports
+
+
+STAGES: dict[str, Stage] = {
+    "ingest": Stage("raw MNIST -> validated, split Parquet dataset + manifest", _ingest,
+                    lambda r, cfg: _reports().format_manifest(r, cfg.data.root)),
+    "train": Stage("Horovod-on-Spark training; logs to MLflow, registers the model", _train,
+                   lambda r, cfg: _reports().format_training(r, cfg)),
+    "evaluate": Stage("challenger vs champion on the test split; promote if better", _evaluate,
+                      lambda r, cfg: _reports().format_decision(r, cfg)),
+    "infer": Stage("Spark batch inference with the champion (or a given version)", _infer,
+                   lambda r, cfg: _reports().format_inference(r)),
+    "retrain": Stage("the whole pipeline: ingest, train, evaluate/promote, infer; exit 0 promoted or kept", _retrain,
+                     lambda r, cfg: _reports().format_pipeline(r, cfg)),
+}
+ALIASES = {"run": "retrain"}  # `mnist-pipeline run` is what scripts/run.sh calls
+
+
+def run_stage(name: str, cfg: PipelineConfig, spark=None) -> str:
+    """Runs one stage and returns its printable summary. ``spark``: the session to use (Databricks,
+    tests); None builds one from ``cfg.spark`` for the stages that need it."""
+    stage = STAGES.get(ALIASES.get(name, name))
+    if stage is None:
+        raise ValueError(f"unknown stage {name!r}; expected one of {', '.join([*STAGES, *ALIASES])}")
+    if spark is None and stage.run is not _evaluate:
+        from pipeline.io.spark import get_spark
+
+        spark = get_spark(cfg.spark)
+    return stage.report(stage.run(spark, cfg), cfg)
