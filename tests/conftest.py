@@ -106,3 +106,14 @@ def trained_weights(sample_dataset):
     model.compile(keras.optimizers.Adam(0.002), make_loss(ModelConfig()), ["accuracy"])
     model.fit(x, y, batch_size=64, epochs=1, verbose=0)
     return model.get_weights()
+
+
+# Fixtures that start Spark, train a model or run a server: a test using one is slow.
+SLOW_FIXTURES = {"spark", "sample_dataset", "previous_dataset", "trained_weights", "tracking_server", "champion",
+                 "registry"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

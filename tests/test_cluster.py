@@ -13,6 +13,8 @@ from mlflow import MlflowClient
 from tests.helpers import SAMPLE_DIR
 from tests.spark_cluster import SPARK_HOME, StandaloneCluster, spark_env
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -76,11 +78,13 @@ def test_ingest_survives_a_lost_executor_with_identical_output(cluster, wheel, s
     import signal
     import threading
     import time
+    import urllib.request
 
     from bench import synth
     from pipeline.ingest.build import ingest
     from tests.conftest import make_config
     from tests.helpers import read_split
+    from tests.mlflow_server import free_port
 
     x, y = sample_arrays["train"]
     raw = tmp_path / "raw"
@@ -88,23 +92,43 @@ def test_ingest_survives_a_lost_executor_with_identical_output(cluster, wheel, s
     synth.generate(x, y, 2_000, raw, prefix="t10k", per_file=2_000, seed=8)
     overrides = [f"ingest.train={raw}/train-*", f"ingest.test={raw}/t10k-*", f"data.root={tmp_path}/cluster-ds",
                  "spark.progress_interval_s=1", "spark.conf.spark.sql.shuffle.partitions=8"]
+    ui_port = free_port()
+    ui = f"http://127.0.0.1:{ui_port}"
+    work = cluster.folder / "work"
+    earlier_apps = {p.name for p in work.iterdir()} if work.exists() else set()
     process = subprocess.Popen(
         [f"{SPARK_HOME}/bin/spark-submit", "--master", cluster.url, "--py-files", str(wheel),
          "--conf", "spark.driver.host=127.0.0.1", "--conf", f"spark.pyspark.python={sys.executable}",
-         "--conf", "spark.executor.memory=1g", str(REPO / "jobs" / "ingest.py"), *overrides],
+         "--conf", "spark.executor.memory=1g", "--conf", f"spark.ui.port={ui_port}",
+         str(REPO / "jobs" / "ingest.py"), *overrides],
         cwd=tmp_path, env=spark_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = {}
 
-    def executor_pids() -> list[int]:
-        out = subprocess.run(["pgrep", "-f", "CoarseGrainedExecutorBackend"], capture_output=True, text=True).stdout
+    def this_apps_executor_pids() -> list[int]:
+        """Executors of this test's application only (its app id, from the workers' work folders)."""
+        apps = {p.name for p in work.iterdir()} - earlier_apps if work.exists() else set()
+        if len(apps) != 1:
+            return []
+        (app_id,) = apps
+        out = subprocess.run(["pgrep", "-f", f"CoarseGrainedExecutorBackend.*--app-id {app_id}"],
+                             capture_output=True, text=True).stdout
         return [int(p) for p in out.split()]
+
+    def tasks_running() -> bool:
+        """True once the driver's status API shows tasks running on the executors (they are parsing)."""
+        try:
+            with urllib.request.urlopen(f"{ui}/api/v1/applications", timeout=2) as response:
+                app = json.load(response)[0]["id"]
+            with urllib.request.urlopen(f"{ui}/api/v1/applications/{app}/stages?status=active", timeout=2) as response:
+                return any(stage["numActiveTasks"] > 0 for stage in json.load(response))
+        except (OSError, ValueError, IndexError, KeyError):
+            return False
 
     def kill_one_executor():
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and process.poll() is None:
-            pids = executor_pids()
-            if len(pids) >= 2:
-                time.sleep(4)  # the executors are parsing by now
+            pids = this_apps_executor_pids()
+            if len(pids) >= 2 and tasks_running():
                 killed["while_running"] = process.poll() is None
                 killed["pid"] = pids[0]
                 os.kill(pids[0], signal.SIGKILL)

@@ -1,0 +1,78 @@
+"""The source parsers on their own, in-process and in milliseconds: every validation case of ingest,
+plus the parsers' own corner cases. A parser regression shows here before any Spark job runs."""
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.errors import InputError
+from pipeline.sources import formats
+from tests.helpers import csv_text, idx_images_bytes, idx_labels_bytes, libsvm_text
+from tests.ingest.test_ingest_validation import CASES
+
+PLANNING_CASES = ("no_files_match", "missing_labels_file")  # refused before parsing (tested with Spark)
+
+
+def _parse_folder(pattern: str, fmt: str):
+    files = sorted(Path(pattern).parent.glob(Path(pattern).name))
+    if fmt == "idx":
+        images = next(f for f in files if "images-idx3" in f.name)
+        labels = next(f for f in files if "labels-idx1" in f.name)
+        return formats.parse_idx_pair(images.read_bytes(), images.name, labels.read_bytes(), labels.name)
+    parse = formats.parse_libsvm if fmt == "libsvm" else formats.parse_csv
+    return parse(files[0].read_bytes(), files[0].name)
+
+
+@pytest.mark.parametrize("build, message", [c for c in CASES if c[0].__name__ not in PLANNING_CASES],
+                         ids=[c[0].__name__ for c in CASES if c[0].__name__ not in PLANNING_CASES])
+def test_every_ingest_validation_case_is_caught_by_the_parser(build, message, small_arrays, tmp_path):
+    pattern, fmt = build(tmp_path / "in", small_arrays)
+    with pytest.raises(InputError, match=message):
+        _parse_folder(pattern, fmt)
+
+
+def test_good_inputs_round_trip_in_every_format(small_arrays):
+    x, y = small_arrays["train"]
+    for data in (idx_images_bytes(x), gzip.compress(idx_images_bytes(x))):
+        assert np.array_equal(formats.parse_idx_images(data, "images"), x)
+    assert np.array_equal(formats.parse_idx_labels(idx_labels_bytes(y), "labels"), y)
+    for parsed in (formats.parse_libsvm(libsvm_text(x, y).encode(), "t.txt"),
+                   formats.parse_csv(csv_text(x, y).encode(), "t.csv"),
+                   formats.parse_csv(csv_text(x, y, header=False).encode(), "t.csv", header="false")):
+        assert np.array_equal(parsed[0], x) and np.array_equal(parsed[1], y)
+
+
+@pytest.mark.parametrize("text, message", [
+    (b"3 12-7\n", r"t\.txt:1: token '12-7' is not of the form index:value"),
+    (b"x 1:3\n", r"t\.txt:1: label 'x' is not a number"),
+    (b"10 1:3\n", r"t\.txt:1: label '10' is outside 0-9"),
+    (b"3 1:abc\n", r"t\.txt:1: pixel value 'abc' is not a number"),
+    (b"3 1:2.5\n", r"t\.txt:1: pixel value '2\.5' is out of range; expected an integer 0-255"),
+    (b"\n\n", r"t\.txt: file is empty; expected at least one row"),
+    (b"\xff\xfe 1:2\n", r"t\.txt: not UTF-8 text at byte 0"),
+])
+def test_libsvm_rows_are_checked(text, message):
+    with pytest.raises(InputError, match=message):
+        formats.parse_libsvm(text, "t.txt")
+
+
+def test_csv_rows_are_checked(small_arrays):
+    x, y = small_arrays["train"]
+    rows = csv_text(x[:3], y[:3], header=False).splitlines()
+    bad_value = rows[1].split(",")
+    bad_value[5] = "dark"
+    with pytest.raises(InputError, match=r"t\.csv:2: column 6 value 'dark' is not a number"):
+        formats.parse_csv("\n".join([rows[0], ",".join(bad_value)]).encode(), "t.csv", header="false")
+    bad_label = rows[2].split(",")
+    bad_label[0] = "11"
+    with pytest.raises(InputError, match=r"t\.csv:3: label '11' is outside 0-9"):
+        formats.parse_csv("\n".join(rows[:2] + [",".join(bad_label)]).encode(), "t.csv", header="false")
+    with pytest.raises(InputError, match=r"t\.csv: holds no rows \(empty input\)"):
+        formats.parse_csv(csv_text(x[:0], y[:0]).encode(), "t.csv")
+
+
+def test_gunzip_stops_at_its_limit_without_inflating_the_rest():
+    data = gzip.compress(b"\0" * (10 << 20))
+    assert len(formats.gunzip(data, "big.gz", limit=100)) == 101
