@@ -1,6 +1,6 @@
 """How cost grows with size: ingest time, training throughput and inference throughput at 10k, 100k and
 1M images, with the Python driver's peak memory for each stage (it should stay flat: nothing is
-collected on the driver). Data: shifted/rotated copies of the embedded sample (``pipeline.synth``), as
+collected on the driver). Data: shifted/rotated copies of the embedded sample (``bench/synth.py``), as
 IDX files of 10,000 images.
 
     .venv/bin/python bench/scale_bench.py [--sizes 10000 100000 1000000] [--train-steps 100]
