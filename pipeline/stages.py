@@ -16,6 +16,7 @@ class Stage:
     help: str
     run: Callable  # (spark, cfg) -> result
     report: Callable  # (result, cfg) -> str
+    needs_spark: bool = True
 
 
 def _ingest(spark, cfg):
@@ -60,7 +61,7 @@ STAGES: dict[str, Stage] = {
     "train": Stage("Horovod-on-Spark training; logs to MLflow, registers the model", _train,
                    lambda r, cfg: _reports().format_training(r, cfg)),
     "evaluate": Stage("challenger vs champion on the test split; promote if better", _evaluate,
-                      lambda r, cfg: _reports().format_decision(r, cfg)),
+                      lambda r, cfg: _reports().format_decision(r, cfg), needs_spark=False),
     "infer": Stage("Spark batch inference with the champion (or a given version)", _infer,
                    lambda r, cfg: _reports().format_inference(r)),
     "retrain": Stage("the whole pipeline: ingest, train, evaluate/promote, infer; exit 0 promoted or kept", _retrain,
@@ -75,7 +76,7 @@ def run_stage(name: str, cfg: PipelineConfig, spark=None) -> str:
     stage = STAGES.get(ALIASES.get(name, name))
     if stage is None:
         raise ValueError(f"unknown stage {name!r}; expected one of {', '.join([*STAGES, *ALIASES])}")
-    if spark is None and stage.run is not _evaluate:
+    if spark is None and stage.needs_spark:
         from pipeline.io.spark import get_spark
 
         spark = get_spark(cfg.spark)

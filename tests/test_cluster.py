@@ -55,7 +55,7 @@ def test_spark_submit_jobs_on_a_standalone_cluster(cluster, wheel, tmp_path):
     trained = submit("train.py").stdout
     assert "model mnist-cnn version 1: test accuracy" in trained
     assert "promoted to @champion" in submit("evaluate.py").stdout
-    assert "infer: 2,000 rows scored, 0 rejects" in submit("batch_infer.py").stdout
+    assert "infer: 2,000 inputs: 2,000 scored, 0 rejected" in submit("batch_infer.py").stdout
 
     summary = json.loads((tmp_path / "predictions" / "summary.json").read_text())
     assert summary["model_version"] == "1" and summary["rows_scored"] == 2000

@@ -61,3 +61,21 @@ def test_missing_or_malformed_file(tmp_path):
     broken.write_text("ingest: [unclosed\n")
     with pytest.raises(ConfigError, match=r"broken\.yaml is not valid YAML"):
         load_config([broken])
+
+
+def test_each_list_of_allowed_values_is_the_one_the_code_dispatches_on():
+    import tf_keras as keras
+
+    from pipeline import config
+    from pipeline.infer.inputs import LOADERS
+    from pipeline.train.model import build_model
+    from pipeline.train.schedules import _optimizer_builders, learning_rate_at
+
+    opt = config.OptimizerConfig()
+    assert set(_optimizer_builders(keras, opt, 0.1)) == set(config.OPTIMIZERS)
+    assert set(LOADERS) == set(config.INFER_INPUT_FORMATS)
+    for schedule in config.SCHEDULES:
+        opt.schedule = schedule
+        assert learning_rate_at(2.5, opt, 2, 10) > 0
+    for activation in config.ACTIVATIONS:
+        assert build_model(config.ModelConfig(activation=activation, conv_filters=[4], dense_units=[8]))

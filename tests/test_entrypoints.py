@@ -64,12 +64,12 @@ def test_notebooks_run_top_to_bottom_on_the_sample(spark, tmp_path, capsys, monk
     out = run_notebook(NOTEBOOKS / "evaluate.py", spark, common, capsys)
     assert "evaluate: version 1 promoted to @champion: first model" in out
     out = run_notebook(NOTEBOOKS / "batch_infer.py", spark, common, capsys)
-    assert "infer: 2,000 rows scored, 0 rejects" in out
+    assert "infer: 2,000 inputs: 2,000 scored, 0 rejected" in out
     assert (tmp_path / "predictions" / "summary.json").is_file()
     out = run_notebook(NOTEBOOKS / "retrain.py", spark, {**common, "train.epochs": "1",
                                                          "ingest.train": f"{SAMPLE_DIR}/train-*",
                                                          "ingest.test": f"{SAMPLE_DIR}/t10k-*"}, capsys)
-    assert "model mnist-cnn version 2" in out and "evaluate: version 2" in out and "infer: 2,000 rows scored" in out
+    assert "model mnist-cnn version 2" in out and "evaluate: version 2" in out and "infer: 2,000 inputs: 2,000 scored" in out
 
 
 def test_every_notebook_is_thin_and_declares_what_it_reads():
