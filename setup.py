@@ -1,24 +1,27 @@
 from setuptools import find_packages, setup
 
+# The ranges the code is tested on: the local pins (constraints.txt) and Databricks Runtime 15.4 LTS ML's
+# own versions (scripts/profiles/dbr-15.4-ml.txt, checked by scripts/test-profile.sh). Installing the
+# wheel on that runtime changes none of its packages. Horovod is not listed: the runtime ships it
+# prebuilt, elsewhere scripts/setup.sh builds it against the installed TensorFlow.
 setup(
     name="mnist-pipeline",
     version="0.1.0",
     description="Spark ingest, Horovod+Petastorm training, MLflow tracking and batch inference for MNIST",
     packages=find_packages(include=["pipeline", "pipeline.*"]),
-    package_data={"pipeline": ["conf/*.yaml"]},
     python_requires=">=3.11,<3.12",
     install_requires=[
         "pyspark>=3.5,<3.6",
-        "tensorflow>=2.17,<2.19",
-        "tf-keras>=2.17,<2.19",
-        "petastorm==0.13.1",
-        "pyarrow>=12,<13",
-        "numpy>=1.26,<2",
-        "pandas>=2.2,<3",
-        "mlflow>=3.17,<4",
+        "tensorflow>=2.16,<2.19",  # Horovod 0.28.1 does not compile against 2.19+
+        "tf-keras>=2.16,<2.19",  # Keras 2: Horovod's Keras callbacks do not work with Keras 3
+        "petastorm>=0.13.1,<0.14",
+        "pyarrow>=12,<15",  # petastorm 0.13.1 passes validate_schema, which pyarrow 15 removed
+        "pyarrow-hotfix>=0.6",  # CVE-2023-47248 on pyarrow < 14.0.1
+        "numpy>=1.23,<2",
+        "pandas>=1.5,<3",
+        "mlflow>=2.13,<4",
         "PyYAML>=6",
-        "matplotlib>=3.8",
-        "pyarrow-hotfix>=0.6",
+        "matplotlib>=3.7",
     ],
     entry_points={"console_scripts": ["mnist-pipeline=pipeline.cli:main"]},
 )

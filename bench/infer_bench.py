@@ -29,6 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from pipeline.config import ModelConfig, PipelineConfig  # noqa: E402
+from pipeline.io.tracking import model_location  # noqa: E402
 
 
 def main() -> None:
@@ -63,7 +64,7 @@ def main() -> None:
         model = build_model(ModelConfig())
         example = np.zeros((2, 28, 28, 1), dtype=np.float32)
         with mlflow.start_run(experiment_id=experiment):
-            info = mlflow.tensorflow.log_model(model, name="model", registered_model_name=cfg.mlflow.registered_model,
+            info = mlflow.tensorflow.log_model(model, **model_location(), registered_model_name=cfg.mlflow.registered_model,
                                                signature=mlflow.models.infer_signature(example, model.predict(example)))
         mlflow.MlflowClient().set_registered_model_alias(cfg.mlflow.registered_model, "champion",
                                                          info.registered_model_version)

@@ -5,9 +5,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 # Loopback only: Spark must not bind the machine's external interface.
 os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# S3 is a real S3-compatible server on loopback (moto's, started by the `s3` fixture). Its address and
+# dummy credentials are set before Spark starts, so Spark's Python workers (preflight probes) and the
+# Horovod ranks see them, as every node of a real cluster must.
+os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{_free_port()}"
+os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1")
 
 from pipeline.config import PipelineConfig, SparkConfig  # noqa: E402
 from pipeline.sources import formats  # noqa: E402
@@ -109,7 +123,7 @@ def trained_weights(sample_dataset):
 
 
 # Fixtures that start Spark, train a model or run a server: a test using one is slow.
-SLOW_FIXTURES = {"spark", "sample_dataset", "previous_dataset", "trained_weights", "tracking_server", "champion",
+SLOW_FIXTURES = {"s3", "spark", "sample_dataset", "previous_dataset", "trained_weights", "tracking_server", "champion",
                  "registry"}
 
 
@@ -117,3 +131,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """moto's S3 server on 127.0.0.1 at AWS_ENDPOINT_URL, stopped by its own pid at the end."""
+    from tests.s3_server import S3Server
+
+    server = S3Server(os.environ["AWS_ENDPOINT_URL"]).start()
+    yield server
+    server.stop()

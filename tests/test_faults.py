@@ -60,7 +60,7 @@ def test_killed_rank_fails_fast_names_the_rank_and_the_run_resumes(spark, sample
     assert failed_after < cfg.train.start_timeout_s / 2  # it did not wait for a timeout
     (run_dir,) = (tmp_path / "checkpoints").iterdir()
     saved = checkpoints.read_state(str(run_dir))
-    assert saved.completed_epoch >= 1 and (run_dir / f"{saved.checkpoint}.index").exists()
+    assert saved.completed_epoch >= 1 and (run_dir / saved.checkpoint / "ckpt.index").exists()
     assert f"resume from epoch {saved.completed_epoch + 1}" in str(info.value)
 
     result = train(spark, cfg)

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from pipeline.config import PipelineConfig
 from pipeline.errors import PipelineError
 from pipeline.infer.inputs import input_path, load_input
+from pipeline.io import storage
 from pipeline.io.dataset import split_path, swap_into_place
 from pipeline.io.fs import HadoopFS, display_path, qualify
 
@@ -121,7 +122,7 @@ def batch_infer(spark: SparkSession, cfg: PipelineConfig) -> dict:
             "labelled_rows": n_labelled, "accuracy": (correct / n_labelled) if n_labelled else None,
             "scored_at": scored_at.isoformat(),
         }
-        fs.write_bytes(f"{staging}/summary.json", json.dumps(summary, indent=2).encode())
+        storage.write_text(storage.join(staging, "summary.json"), json.dumps(summary, indent=2))
         swap_into_place(fs, staging, out)
         staging = None
     finally:

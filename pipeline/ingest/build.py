@@ -23,6 +23,7 @@ import pipeline
 from pipeline.config import PipelineConfig
 from pipeline.errors import InputError
 from pipeline.ingest.download import download_mnist
+from pipeline.io import storage
 from pipeline.io.dataset import (
     MANIFEST,
     SCHEMA_VERSION,
@@ -86,7 +87,7 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
     root = qualify(cfg.data.root).rstrip("/")
     fmt, train_spec, test_spec = icfg.format, icfg.train, icfg.test
     if fmt == "download":
-        cache = download_mnist(icfg.download, fs)
+        cache = download_mnist(icfg.download)
         fmt, train_spec, test_spec = "idx", f"{cache}/train-*-ubyte*", f"{cache}/t10k-*-ubyte*"
     units = plan_units(fs, fmt, "train", train_spec) + plan_units(fs, fmt, "test", test_spec)
     log.info("ingest: %d %s input files -> %s", len(units), fmt, root)
@@ -177,7 +178,7 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
             "inputs": inputs,
             "seconds": round(elapsed, 2),
         }
-        fs.write_bytes(f"{staging}/{MANIFEST}", json.dumps(manifest, indent=2).encode("utf-8"))
+        storage.write_text(storage.join(staging, MANIFEST), json.dumps(manifest, indent=2))
         swap_into_place(fs, staging, root)
         staging = None
         log.info("ingest: wrote %s in %.1f s (%s rows/s)", root, elapsed, f"{total / max(elapsed, 1e-9):,.0f}")

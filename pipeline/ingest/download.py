@@ -12,7 +12,8 @@ import urllib.request
 
 from pipeline.config import DownloadConfig
 from pipeline.errors import InputError
-from pipeline.io.fs import HadoopFS, qualify
+from pipeline.io import storage
+from pipeline.io.fs import qualify
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ def sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
-def download_mnist(cfg: DownloadConfig, fs: HadoopFS) -> str:
+def download_mnist(cfg: DownloadConfig) -> str:
     """Makes sure every file of ``cfg.sha256`` is in ``cfg.cache_dir`` with its published checksum.
 
     Cached files are checked again and fetched anew if they do not match. A file whose checksum does not match is refused:
@@ -35,14 +36,14 @@ def download_mnist(cfg: DownloadConfig, fs: HadoopFS) -> str:
         The cache folder (fully qualified), holding the canonical four-file IDX layout.
     """
     cache = qualify(cfg.cache_dir).rstrip("/")
-    fs.mkdirs(cache)
-    present = set(fs.list_names(cache))
+    storage.makedirs(cache)
+    present = set(storage.list_names(cache))
     for name, expected in cfg.sha256.items():
         if name in present:
-            if hashlib.sha256(fs.read_bytes(f"{cache}/{name}")).hexdigest() == expected:
+            if hashlib.sha256(storage.read_bytes(storage.join(cache, name))).hexdigest() == expected:
                 continue
             log.warning("cached %s/%s does not match its published checksum; fetching it again", cache, name)
-            fs.delete(f"{cache}/{name}")
+            storage.delete(storage.join(cache, name))
         url = cfg.mirror.rstrip("/") + "/" + name
         fd, tmp = tempfile.mkstemp(prefix="mnist-download-", suffix="-" + name)
         os.close(fd)
@@ -66,7 +67,8 @@ def download_mnist(cfg: DownloadConfig, fs: HadoopFS) -> str:
                     "refusing the file (the mirror serves different bytes)"
                 )
             log.info("downloaded %s: %d bytes in %.1f s, checksum ok", name, total, time.monotonic() - start)
-            fs.copy_from_local(tmp, f"{cache}/{name}")
+            with open(tmp, "rb") as handle:
+                storage.write_bytes(storage.join(cache, name), handle.read())  # published whole
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)

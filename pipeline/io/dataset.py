@@ -34,12 +34,14 @@ def split_path(root: str, split: str) -> str:
     return f"{qualify(root).rstrip('/')}/{split}"
 
 
-def read_manifest(fs: HadoopFS, root: str) -> dict:
+def read_manifest(root: str) -> dict:
     """Reads ``manifest.json`` of a dataset root; ``InputError`` if there is no dataset there."""
-    path = f"{qualify(root).rstrip('/')}/{MANIFEST}"
-    if not fs.exists(path):
+    from pipeline.io import storage
+
+    path = storage.join(qualify(root), MANIFEST)
+    if not storage.exists(path):
         raise InputError(f"no dataset at {root}: {MANIFEST} is missing; run `mnist-pipeline ingest` first")
-    manifest = json.loads(fs.read_bytes(path).decode("utf-8"))
+    manifest = json.loads(storage.read_text(path))
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise InputError(
             f"dataset at {root} has schema_version {manifest.get('schema_version')}, "

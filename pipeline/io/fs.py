@@ -109,13 +109,6 @@ class HadoopFS:
         if not fs.rename(jsrc, jdst):
             raise OSError(f"renaming {src} to {dst} failed")
 
-    def list_names(self, path: str) -> list[str]:
-        jpath = self._path(path)
-        fs = self._fs(jpath)
-        if not fs.exists(jpath):
-            return []
-        return sorted(s.getPath().getName() for s in fs.listStatus(jpath))
-
     def write_bytes(self, path: str, data: bytes) -> None:
         jpath = self._path(path)
         stream = self._fs(jpath).create(jpath, True)
@@ -123,16 +116,6 @@ class HadoopFS:
             stream.write(bytearray(data))
         finally:
             stream.close()
-
-    def read_bytes(self, path: str) -> bytes:
-        jpath = self._path(path)
-        fs = self._fs(jpath)
-        stream = fs.open(jpath)
-        try:
-            data = self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream)
-        finally:
-            stream.close()
-        return bytes(data)
 
     def create_exclusive(self, path: str, text: str) -> bool:
         """Creates ``path`` only if it does not exist (atomically); False if it already exists."""
@@ -163,7 +146,3 @@ class HadoopFS:
 
         jpath = self._path(path)
         return time.time() - self._fs(jpath).getFileStatus(jpath).getModificationTime() / 1000
-
-    def copy_from_local(self, local: str, dst: str) -> None:
-        jdst = self._path(dst)
-        self._fs(jdst).copyFromLocalFile(False, True, self._jvm.org.apache.hadoop.fs.Path(local), jdst)

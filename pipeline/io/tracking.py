@@ -60,3 +60,14 @@ def setup_experiment(cfg: MlflowConfig) -> str:
         if "://" not in location and not location.startswith("dbfs:"):
             location = Path(location).resolve().as_uri()
     return mlflow.create_experiment(cfg.experiment, artifact_location=location)
+
+
+def model_location(name: str = "model") -> dict[str, str]:
+    """The keyword that names a logged model: ``name`` in MLflow 3, ``artifact_path`` in MLflow 2 (which
+    Databricks Runtime 15.4 LTS ML ships)."""
+    import inspect
+
+    import mlflow.tensorflow
+
+    return {"name": name} if "name" in inspect.signature(mlflow.tensorflow.log_model).parameters \
+        else {"artifact_path": name}

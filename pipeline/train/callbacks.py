@@ -69,8 +69,7 @@ class RankZeroRecorder(keras.callbacks.Callback):
         record["images_per_sec"] = record["images_per_sec_per_rank"] * self._ranks
         for layer, fraction in dead_unit_fractions(self.model, self._probe).items():
             record[f"dead_units_{layer}"] = fraction
-        prefix = f"ckpt-{epoch + 1}"
-        self._ckpt.write(f"{self._run_dir}/{prefix}")
+        prefix = checkpoints.save_checkpoint(self._ckpt, self._run_dir, epoch + 1)
         checkpoints.append_epoch(self._run_dir, record)
         state = checkpoints.read_state(self._run_dir)
         state.completed_epoch, state.checkpoint = epoch + 1, prefix

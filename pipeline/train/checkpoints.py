@@ -1,21 +1,31 @@
 """A training run's folder on shared storage: checkpoints, per-epoch records and resume state.
 
 Layout of ``<train.checkpoint_dir>/<run key>/``:
-  ``state.json``     run key, MLflow run id, last completed epoch, checkpoint prefix, weights digest
-  ``epochs.jsonl``   one line of rank-averaged metrics per completed epoch (the driver tails it)
-  ``ckpt-<epoch>*``  TensorFlow checkpoint of model and optimizer after that epoch (rank 0 writes)
+  ``state.json``          run key, MLflow run id, last completed epoch, checkpoint folder, weights digest
+  ``epochs.jsonl``        one line of rank-averaged metrics per completed epoch (the driver tails it)
+  ``ckpt-<epoch>/``       TensorFlow checkpoint of model and optimizer after that epoch (rank 0 writes)
+  ``final-weights.npz``   the trained weights, kept until the model is registered
+  ``rank-<r>.pid``        which process is which rank; ``rank-<r>.error`` the traceback of a rank that failed
 
-Uses ``tf.io.gfile`` so local paths, HDFS and object stores work the same for ranks and driver.
+Everything goes through ``pipeline.io.storage``, so local paths, HDFS, S3 and Databricks paths work the
+same for ranks and driver. TensorFlow writes a checkpoint to a local folder; it is then copied into
+``ckpt-<epoch>/``, and only after that does ``state.json`` name it: resume never picks a half checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 from dataclasses import dataclass, field
 
+from pipeline.io import storage
+
 RUN_STATE = "state.json"
 EPOCHS = "epochs.jsonl"
+FINAL_WEIGHTS = "final-weights.npz"
+_CKPT_NAME = "ckpt"  # TensorFlow's prefix inside a checkpoint folder
 
 
 @dataclass
@@ -23,7 +33,7 @@ class RunState:
     run_key: str
     mlflow_run_id: str | None = None
     completed_epoch: int = 0
-    checkpoint: str | None = None  # prefix, relative to the run folder
+    checkpoint: str | None = None  # folder, relative to the run folder
     weights_digest: str | None = None
     extra: dict = field(default_factory=dict)
 
@@ -41,70 +51,71 @@ def weights_digest(weights) -> str:
 
 
 def read_state(run_dir: str) -> RunState | None:
-    import tensorflow as tf
-
-    path = f"{run_dir}/{RUN_STATE}"
-    if not tf.io.gfile.exists(path):
+    path = storage.join(run_dir, RUN_STATE)
+    if not storage.exists(path):
         return None
-    with tf.io.gfile.GFile(path, "r") as handle:
-        return RunState(**json.load(handle))
+    return RunState(**json.loads(storage.read_text(path)))
 
 
 def write_state(run_dir: str, state: RunState) -> None:
-    """Writes ``state.json`` beside, then renames over the old one, so a crash never leaves half a file."""
-    import tensorflow as tf
-
-    tf.io.gfile.makedirs(run_dir)
-    tmp = f"{run_dir}/{RUN_STATE}.tmp"
-    with tf.io.gfile.GFile(tmp, "w") as handle:
-        json.dump(state.__dict__, handle, indent=2)
-    tf.io.gfile.rename(tmp, f"{run_dir}/{RUN_STATE}", overwrite=True)
+    """Publishes ``state.json`` whole (written beside, then moved; one PUT on object stores)."""
+    storage.write_text(storage.join(run_dir, RUN_STATE), json.dumps(state.__dict__, indent=2))
 
 
 def append_epoch(run_dir: str, record: dict) -> None:
-    import tensorflow as tf
-
-    path = f"{run_dir}/{EPOCHS}"
-    lines = read_epochs(run_dir)
-    lines = [r for r in lines if r["epoch"] < record["epoch"]] + [record]
-    tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as handle:
-        handle.write("".join(json.dumps(r) + "\n" for r in lines))
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    lines = [r for r in read_epochs(run_dir) if r["epoch"] < record["epoch"]] + [record]
+    storage.write_text(storage.join(run_dir, EPOCHS), "".join(json.dumps(r) + "\n" for r in lines))
 
 
 def read_epochs(run_dir: str) -> list[dict]:
-    import tensorflow as tf
-
-    path = f"{run_dir}/{EPOCHS}"
-    if not tf.io.gfile.exists(path):
+    path = storage.join(run_dir, EPOCHS)
+    if not storage.exists(path):
         return []
-    with tf.io.gfile.GFile(path, "r") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    return [json.loads(line) for line in storage.read_text(path).splitlines() if line.strip()]
+
+
+def save_checkpoint(checkpoint, run_dir: str, epoch: int) -> str:
+    """Writes a ``tf.train.Checkpoint`` as ``ckpt-<epoch>/`` of the run folder; returns that folder's name."""
+    name = f"ckpt-{epoch}"
+    with storage.LocalStaging() as tmp:
+        checkpoint.write(f"{tmp}/{_CKPT_NAME}")
+        storage.upload_dir(tmp, storage.join(run_dir, name))
+    return name
+
+
+@contextlib.contextmanager
+def local_checkpoint(run_dir: str, name: str):
+    """A local copy of checkpoint folder ``name``: yields the prefix ``tf.train.Checkpoint.restore`` takes."""
+    with storage.LocalStaging() as tmp:
+        storage.download_dir(storage.join(run_dir, name), tmp)
+        yield f"{tmp}/{_CKPT_NAME}"
 
 
 def write_weights(run_dir: str, weights) -> str:
     """Saves the final weights (numpy arrays) beside the checkpoints; returns the file name."""
-    import io
-
     import numpy as np
-    import tensorflow as tf
 
     buffer = io.BytesIO()
     np.savez(buffer, *weights)
-    name = "final-weights.npz"
-    with tf.io.gfile.GFile(f"{run_dir}/{name}.tmp", "wb") as handle:
-        handle.write(buffer.getvalue())
-    tf.io.gfile.rename(f"{run_dir}/{name}.tmp", f"{run_dir}/{name}", overwrite=True)
-    return name
+    storage.write_bytes(storage.join(run_dir, FINAL_WEIGHTS), buffer.getvalue())
+    return FINAL_WEIGHTS
 
 
 def read_weights(run_dir: str, name: str) -> list:
-    import io
-
     import numpy as np
-    import tensorflow as tf
 
-    with tf.io.gfile.GFile(f"{run_dir}/{name}", "rb") as handle:
-        data = np.load(io.BytesIO(handle.read()))
-        return [data[f"arr_{i}"] for i in range(len(data.files))]
+    data = np.load(io.BytesIO(storage.read_bytes(storage.join(run_dir, name))))
+    return [data[f"arr_{i}"] for i in range(len(data.files))]
+
+
+def write_rank_error(run_dir: str, rank: int, text: str) -> None:
+    storage.write_text(storage.join(run_dir, f"rank-{rank}.error"), text)
+
+
+def read_rank_errors(run_dir: str) -> dict[int, str]:
+    """Tracebacks the ranks left when they failed, by rank."""
+    out = {}
+    for name in storage.list_names(run_dir):
+        if name.startswith("rank-") and name.endswith(".error"):
+            out[int(name[5:-6])] = storage.read_text(storage.join(run_dir, name))
+    return out

@@ -19,11 +19,12 @@ from pyspark.sql import SparkSession
 
 from pipeline.config import PipelineConfig
 from pipeline.errors import TrainingError
+from pipeline.io import storage
 from pipeline.io.dataset import SPLITS
 from pipeline.io.fs import qualify
 from pipeline.io.tracking import setup_experiment
 from pipeline.train import checkpoints
-from pipeline.train.failures import describe_failure, first_line, is_tracking_failure
+from pipeline.train.failures import describe_failure, failed_rank, first_line, is_tracking_failure
 from pipeline.train.preflight import preflight
 from pipeline.train.tailer import EpochTailer, log_missing_epochs
 from pipeline.train.worker import RankJob, train_on_rank
@@ -151,9 +152,7 @@ def train(spark: SparkSession, cfg: PipelineConfig) -> TrainResult:
         if isinstance(exc, TrainingError) or not is_tracking_failure(exc, cfg.mlflow.tracking_uri):
             raise
         raise _tracking_outage(exc, cfg, run_dir) from exc
-    import tensorflow as tf
-
-    tf.io.gfile.rmtree(run_dir)  # the model is registered; a later identical run starts afresh
+    storage.delete(run_dir)  # the model is registered; a later identical run starts afresh
     return result
 
 
@@ -216,6 +215,8 @@ def _run_ranks(cfg: PipelineConfig, job: RankJob, client, run_id: str, state) ->
     """Launches the ranks and tails their epoch records; a lost rank becomes a TrainingError naming it."""
     import horovod.spark
 
+    for stale in checkpoints.read_rank_errors(job.run_dir):  # from an earlier attempt
+        storage.delete(storage.join(job.run_dir, f"rank-{stale}.error"))
     tailer = EpochTailer(client, run_id, job.run_dir, cfg.train.epochs)
     tailer.start(already_logged=job.start_epoch)
     env = rank_environment(dict(os.environ))
@@ -229,10 +230,34 @@ def _run_ranks(cfg: PipelineConfig, job: RankJob, client, run_id: str, state) ->
         tailer.stop()
         done = (checkpoints.read_state(job.run_dir) or state).completed_epoch
         raise TrainingError(
-            f"distributed training failed after epoch {done} of {cfg.train.epochs}: {describe_failure(exc)}\n"
+            f"distributed training failed after epoch {done} of {cfg.train.epochs}: {describe_failure(exc)}"
+            f"{_rank_errors(job.run_dir, exc)}\n"
             f"The checkpoint is kept in {job.run_dir}; run the same command again to resume from epoch {done + 1}."
         ) from exc
     return results, tailer.stop(), time.monotonic() - started
+
+
+def _rank_errors(run_dir: str, exc: BaseException, lines: int = 8) -> str:
+    """The end of the failed rank's traceback (``rank-<r>.error``), so nobody has to find executor logs.
+
+    When one rank fails, Horovod shuts down and the other ranks fail too ("Horovod has been shut down");
+    Horovod may even name one of those as the first to exit. Only the ranks that failed for a reason
+    of their own are shown, else the rank Horovod names, else all."""
+    try:
+        errors = checkpoints.read_rank_errors(run_dir)
+    except Exception:  # the run folder may be what failed
+        return ""
+    own = {r: text for r, text in errors.items() if "Horovod has been shut down" not in text}
+    first = failed_rank(exc)
+    if own:
+        errors = own
+    elif first in errors:
+        errors = {first: errors[first]}
+    parts = []
+    for rank, text in sorted(errors.items()):
+        tail = "\n".join("    " + line for line in text.strip().splitlines()[-lines:])
+        parts.append(f"\nrank {rank} failed with:\n{tail}")
+    return "".join(parts)
 
 
 def _evaluate_and_register(cfg: PipelineConfig, model, run_id: str, epochs: list[dict], wall: float) -> TrainResult:

@@ -1,6 +1,7 @@
 """Checks before any Horovod rank starts, so a training that cannot work fails in seconds, not after
 Horovod's start timeout: the dataset exists and has enough row groups, the ranks fit Spark's task
-slots, and the tracking store answers."""
+slots, the checkpoint folder can be written and read back and the dataset read, both from the driver
+and from inside a Spark task (where the ranks will run), and the tracking store answers."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from pyspark.sql import SparkSession
 
 from pipeline.config import PipelineConfig
 from pipeline.errors import InputError, PreflightError
+from pipeline.io import storage
 from pipeline.io.dataset import SPLITS, count_row_groups, read_manifest, split_path
-from pipeline.io.fs import HadoopFS
+from pipeline.io.fs import qualify
 from pipeline.io.tracking import check_tracking
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ def preflight(spark: SparkSession, cfg: PipelineConfig) -> Preflight:
     sc = spark.sparkContext
     slots = sc.defaultParallelism // int(sc.getConf().get("spark.task.cpus", "1"))
     try:
-        manifest = read_manifest(HadoopFS(spark), cfg.data.root)
+        manifest = read_manifest(cfg.data.root)
         row_groups = {split: count_row_groups(split_path(cfg.data.root, split)) for split in SPLITS}
     except InputError as exc:
         raise PreflightError(str(exc)) from None
@@ -56,6 +58,7 @@ def preflight(spark: SparkSession, cfg: PipelineConfig) -> Preflight:
                 f"split {split} of {cfg.data.root} has {groups} Parquet row groups but train.num_proc={num_proc} ranks "
                 f"each need one; re-run ingest with ingest.max_shards>={num_proc} or lower train.num_proc"
             )
+    prove_paths(spark, cfg)
     check_tracking(cfg.mlflow)
     threads = cfg.train.threads_per_rank
     if threads is None:
@@ -63,3 +66,55 @@ def preflight(spark: SparkSession, cfg: PipelineConfig) -> Preflight:
         threads = max(1, (os.cpu_count() or 1) // num_proc) if master.startswith("local") else \
             int(sc.getConf().get("spark.task.cpus", "1"))
     return Preflight(num_proc=num_proc, manifest=manifest, threads_per_rank=threads)
+
+
+def probe_checkpoint_dir(path: str) -> None:
+    """Writes, reads back and deletes a small file in ``path``; raises what went wrong."""
+    import uuid
+
+    probe = storage.join(path, f".preflight-{uuid.uuid4().hex[:12]}")
+    payload = f"preflight {uuid.uuid4().hex}".encode()
+    storage.write_bytes(probe, payload)
+    try:
+        if storage.read_bytes(probe) != payload:
+            raise OSError("the file read back differs from the file written")
+    finally:
+        storage.delete(probe)
+
+
+def probe_from_task(checkpoint_dir: str, data_root: str) -> str | None:
+    """Runs inside a Spark task: None if both paths work from there, else what failed."""
+    import socket
+
+    where = f"a Spark task on {socket.gethostname()}"
+    try:
+        probe_checkpoint_dir(checkpoint_dir)
+    except Exception as exc:
+        return _path_problem("train.checkpoint_dir", checkpoint_dir, where, exc)
+    try:
+        storage.read_bytes(storage.join(data_root, "manifest.json"))
+    except Exception as exc:
+        return _path_problem("data.root", data_root, where, exc)
+    return None
+
+
+def _path_problem(key: str, path: str, where: str, exc: BaseException) -> str:
+    scheme = storage.split_uri(path)[0] or "local"
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (f"{key}={path} ({scheme}) is not usable from {where}: {reason}; {storage.how_to_configure(path)}")
+
+
+def prove_paths(spark: SparkSession, cfg: PipelineConfig) -> None:
+    """The checkpoint folder and the dataset, proven from the driver and from one Spark task.
+
+    Raises:
+        PreflightError: naming the key, the path, its scheme, where it failed and what to configure.
+    """
+    checkpoint_dir, data_root = qualify(cfg.train.checkpoint_dir), qualify(cfg.data.root)
+    try:
+        probe_checkpoint_dir(checkpoint_dir)
+    except Exception as exc:
+        raise PreflightError(_path_problem("train.checkpoint_dir", checkpoint_dir, "the driver", exc)) from None
+    problem = spark.sparkContext.parallelize([0], 1).map(lambda _: probe_from_task(checkpoint_dir, data_root)).first()
+    if problem:
+        raise PreflightError(problem)

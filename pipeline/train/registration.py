@@ -20,9 +20,11 @@ def log_and_register(model, example_images: np.ndarray, cfg: MlflowConfig, run_i
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
+    from pipeline.io.tracking import model_location
+
     example = example_images[:5].astype(np.float32)
     signature = infer_signature(example, model.predict(example, verbose=0))
-    info = mlflow.tensorflow.log_model(model, name="model", signature=signature, input_example=example,
+    info = mlflow.tensorflow.log_model(model, **model_location(), signature=signature, input_example=example,
                                        registered_model_name=cfg.registered_model)
     version = str(info.registered_model_version)
     client = MlflowClient()

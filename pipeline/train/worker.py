@@ -32,6 +32,34 @@ class RankJob:
 
 
 def train_on_rank(job: RankJob):
+    """Trains this rank's part. A failure leaves ``rank-<r>.error`` (the traceback) in the run folder,
+    so the driver can say what went wrong without anyone opening an executor's log."""
+    try:
+        return _train(job)
+    except BaseException:
+        import traceback
+
+        from pipeline.train import checkpoints
+
+        rank = _rank_or_none()
+        if rank is not None:
+            try:
+                checkpoints.write_rank_error(job.run_dir, rank, traceback.format_exc())
+            except Exception:  # the run folder itself may be what failed; the exception still propagates
+                pass
+        raise
+
+
+def _rank_or_none() -> int | None:
+    try:
+        import horovod.tensorflow as hvd_tf
+
+        return hvd_tf.rank()
+    except Exception:
+        return int(os.environ["HOROVOD_RANK"]) if "HOROVOD_RANK" in os.environ else None
+
+
+def _train(job: RankJob):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from pipeline.train.keras_compat import horovod_keras
 
@@ -40,19 +68,22 @@ def train_on_rank(job: RankJob):
     import tensorflow as tf
     import tf_keras as keras
 
+    from pipeline.io import storage
     from pipeline.io.reader import open_split
     from pipeline.train import callbacks as cb
     from pipeline.train import checkpoints
+    from pipeline.train.devices import pin_gpu
     from pipeline.train.model import build_model, make_loss
     from pipeline.train.schedules import learning_rate_at, make_optimizer
 
     # Horovod: start the collective runtime (Gloo) for this process.
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
+    # Horovod: one GPU per rank, by local rank, when the node has GPUs (CPU-only nodes: nothing to do).
+    pin_gpu(tf, hvd.local_rank())
     tcfg = job.train
     # Which process is which rank, for operators (and fault drills): <run_dir>/rank-<r>.pid
-    with tf.io.gfile.GFile(f"{job.run_dir}/rank-{rank}.pid", "w") as handle:
-        handle.write(f"{os.getpid()} {socket.gethostname()}\n")
+    storage.write_text(storage.join(job.run_dir, f"rank-{rank}.pid"), f"{os.getpid()} {socket.gethostname()}\n")
     # Horovod: N ranks share the machine's cores; give each its part so they do not oversubscribe.
     tf.config.threading.set_intra_op_parallelism_threads(job.threads_per_rank)
     tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -67,7 +98,8 @@ def train_on_rank(job: RankJob):
     if job.checkpoint:
         # Every rank restores the same checkpoint from shared storage, then broadcast makes sure.
         optimizer.build(model.trainable_variables)
-        ckpt.restore(f"{job.run_dir}/{job.checkpoint}").expect_partial()
+        with checkpoints.local_checkpoint(job.run_dir, job.checkpoint) as prefix:
+            ckpt.restore(prefix).expect_partial()
     start_digest = checkpoints.weights_digest(model.get_weights())
     shard_ids = None
     if tcfg.report_shards:

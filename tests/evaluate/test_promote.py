@@ -6,6 +6,7 @@ from mlflow import MlflowClient
 
 from pipeline.config import ModelConfig, PipelineConfig, PromoteConfig
 from pipeline.evaluate.promote import PromotionError, Scores, decide, evaluate_and_promote
+from pipeline.io.tracking import model_location
 
 RULE = PromoteConfig(min_accuracy=0.8, max_regression=0.01, max_class_regression=0.05)
 
@@ -64,7 +65,7 @@ def registry(tmp_path, sample_dataset):
             bias[sabotage_class] = -1e4  # this class is never predicted any more
             out.set_weights([kernel, bias])
         with mlflow.start_run(experiment_id=experiment):
-            info = mlflow.tensorflow.log_model(model, name="model", registered_model_name=cfg.mlflow.registered_model)
+            info = mlflow.tensorflow.log_model(model, **model_location(), registered_model_name=cfg.mlflow.registered_model)
         return str(info.registered_model_version)
 
     return cfg, register, MlflowClient(cfg.mlflow.tracking_uri)
@@ -160,7 +161,7 @@ def test_a_registry_error_on_the_alias_lookup_moves_nothing(sample_dataset, trai
         versions = []
         for _ in range(2):
             with mlflow.start_run(experiment_id=experiment):
-                info = mlflow.tensorflow.log_model(model, name="model", registered_model_name="hiccup-test")
+                info = mlflow.tensorflow.log_model(model, **model_location(), registered_model_name="hiccup-test")
             versions.append(str(info.registered_model_version))
         client = MlflowClient(server.uri)
         client.set_registered_model_alias("hiccup-test", "champion", versions[0])

@@ -13,6 +13,7 @@ from PIL import Image
 from pipeline.config import ModelConfig, PipelineConfig
 from pipeline.errors import PipelineError
 from pipeline.infer.batch import batch_infer
+from pipeline.io.tracking import model_location
 from tests.helpers import idx_images_bytes, idx_labels_bytes, read_split, tree_snapshot, write_idx_pair
 
 
@@ -31,7 +32,7 @@ def champion(tmp_path_factory, trained_weights):
     model.set_weights(trained_weights)
     example = np.zeros((2, 28, 28, 1), dtype=np.float32)
     with mlflow.start_run(experiment_id=experiment) as run:
-        info = mlflow.tensorflow.log_model(model, name="model", registered_model_name="mnist-cnn",
+        info = mlflow.tensorflow.log_model(model, **model_location(), registered_model_name="mnist-cnn",
                                            signature=mlflow.models.infer_signature(example, model.predict(example)))
     mlflow.MlflowClient().set_registered_model_alias("mnist-cnn", "champion", info.registered_model_version)
     return cfg.mlflow, model, run.info.run_id

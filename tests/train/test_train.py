@@ -81,7 +81,9 @@ def test_stopped_run_resumes_after_its_last_epoch(spark, sample_dataset, tmp_pat
     root, _ = sample_dataset
     cfg = train_config(tmp_path, root, f"sqlite:///{tmp_path / 'mlflow.db'}", epochs=2)
     monkeypatch.setenv(FAIL_AFTER_EPOCH_ENV, "1")
-    with pytest.raises(TrainingError, match=r"failed after epoch 1 of 2: .*\n.*checkpoint is kept in .*"
+    with pytest.raises(TrainingError, match=r"failed after epoch 1 of 2: .*\nrank 0 failed with:\n(    .*\n)*"
+                                            r"    RuntimeError: MNIST_PIPELINE_FAIL_AFTER_EPOCH=1: failing on purpose "
+                                            r"after the checkpoint\nThe checkpoint is kept in .*"
                                             r"run the same command again to resume from epoch 2"):
         train(spark, cfg)
     run_dirs = list((tmp_path / "checkpoints").iterdir())
