@@ -162,6 +162,7 @@ class InferConfig:
     model_version: str | None = None  # ... unless a version is given
     output: str = "data/predictions/mnist"  # predictions/ and rejects/ and summary.json under it
     output_format: str = "parquet"  # parquet | delta
+    skip_without_champion: bool = False  # true: no version holds the alias yet -> skip (exit 0), not fail
 
 
 @dataclass

@@ -41,7 +41,10 @@ def format_decision(decision, cfg: PipelineConfig) -> str:
     return f"evaluate: version {decision.version} {verdict} @{cfg.promote.champion_alias}{champion}: {decision.reason}"
 
 
-def format_inference(summary: dict) -> str:
+def format_inference(summary: dict | None, cfg: PipelineConfig | None = None) -> str:
+    if summary is None:
+        alias = cfg.infer.alias if cfg else "champion"
+        return f"infer: skipped, no version holds @{alias} yet"
     accuracy = f", accuracy {summary['accuracy']:.4f} on {summary['labelled_rows']:,} labelled rows" \
         if summary["accuracy"] is not None else ""
     histogram = " ".join(f"{k}:{v}" for k, v in summary["predicted_histogram"].items())
@@ -55,7 +58,7 @@ def format_pipeline(report, cfg: PipelineConfig) -> str:
     parts = [format_manifest(report.manifest, cfg.data.root), format_training(report.training, cfg),
              format_decision(report.decision, cfg)]
     if report.inference is not None:
-        parts.append(format_inference(report.inference))
+        parts.append(format_inference(report.inference, cfg))
     elif cfg.retrain.infer:
         parts.append(f"infer: skipped, no version holds @{cfg.promote.champion_alias} yet")
     return "\n".join(parts)

@@ -63,7 +63,7 @@ STAGES: dict[str, Stage] = {
     "evaluate": Stage("challenger vs champion on the test split; promote if better", _evaluate,
                       lambda r, cfg: _reports().format_decision(r, cfg), needs_spark=False),
     "infer": Stage("Spark batch inference with the champion (or a given version)", _infer,
-                   lambda r, cfg: _reports().format_inference(r)),
+                   lambda r, cfg: _reports().format_inference(r, cfg)),
     "retrain": Stage("the whole pipeline: ingest, train, evaluate/promote, infer; exit 0 promoted or kept", _retrain,
                      lambda r, cfg: _reports().format_pipeline(r, cfg)),
 }
@@ -73,9 +73,13 @@ ALIASES = {"run": "retrain"}  # `mnist-pipeline run` is what scripts/run.sh call
 def run_stage(name: str, cfg: PipelineConfig, spark=None) -> str:
     """Runs one stage and returns its printable summary. ``spark``: the session to use (Databricks,
     tests); None builds one from ``cfg.spark`` for the stages that need it."""
-    stage = STAGES.get(ALIASES.get(name, name))
+    from pipeline.io import versions
+
+    name = ALIASES.get(name, name)
+    stage = STAGES.get(name)
     if stage is None:
         raise ValueError(f"unknown stage {name!r}; expected one of {', '.join([*STAGES, *ALIASES])}")
+    versions.check(horovod=name in ("train", "retrain"))
     if spark is None and stage.needs_spark:
         from pipeline.io.spark import get_spark
 

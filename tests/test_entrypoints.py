@@ -107,7 +107,33 @@ def test_bundle_tasks_point_at_notebooks_and_jobs_that_exist():
                 assert set(task["notebook_task"].get("base_parameters", {})) <= declared
             if "spark_python_task" in task:
                 assert (REPO / task["spark_python_task"]["python_file"]).is_file()
-    assert [t["task_key"] for t in jobs["retrain"]["tasks"]] == ["ingest", "train", "evaluate"]
+    assert [t["task_key"] for t in jobs["retrain"]["tasks"]] == ["ingest", "train", "evaluate", "infer"]
+    infer = jobs["retrain"]["tasks"][-1]
+    assert infer["notebook_task"]["base_parameters"]["overrides"] == "infer.skip_without_champion=true"
+
+
+def test_bundle_has_what_the_bundle_cli_requires():
+    """What `databricks bundle validate/deploy` checks and cannot be run here: targets with a mode, a
+    production target with its own root path and a run_as identity, a dedicated ML job cluster and the
+    wheel on every task."""
+    bundle = yaml.safe_load((REPO / "databricks.yml").read_text())
+    assert bundle["bundle"]["name"] and bundle["artifacts"]["pipeline_wheel"]["type"] == "whl"
+    targets = bundle["targets"]
+    assert targets["dev"]["mode"] == "development" and targets["dev"].get("default") is True
+    prod = targets["prod"]
+    assert prod["mode"] == "production"
+    assert prod["workspace"]["root_path"].startswith("/Workspace/") and "${bundle.target}" in prod["workspace"]["root_path"]
+    assert set(prod["run_as"]) == {"service_principal_name"}
+    assert prod["run_as"]["service_principal_name"] == "${var.service_principal}"
+    assert "service_principal" in bundle["variables"]
+    for name, job in bundle["resources"]["jobs"].items():
+        clusters = {c["job_cluster_key"]: c["new_cluster"] for c in job["job_clusters"]}
+        for cluster in clusters.values():
+            assert cluster["spark_version"] == "15.4.x-cpu-ml-scala2.12"  # the last runtime with Horovod
+            assert cluster["data_security_mode"] == "SINGLE_USER"  # ML runtimes need a dedicated cluster
+        for task in job["tasks"]:
+            assert task["job_cluster_key"] in clusters, f"{name}.{task['task_key']}"
+            assert task["libraries"] == [{"whl": "./dist/*.whl"}], f"{name}.{task['task_key']} lacks the wheel"
 
 
 def test_every_spark_submit_job_calls_a_real_command():

@@ -69,34 +69,12 @@ def current_champion(client, name: str, alias: str) -> str | None:
     timeout, a Unity Catalog permission error) is a ``PromotionError``: a champion that could not be
     seen must never be replaced by a candidate that was not compared with it.
     """
-    from mlflow.exceptions import MlflowException
+    from pipeline.io.tracking import RegistryError, alias_version
 
     try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException as exc:
-        if _is_missing_alias(exc, alias):
-            return None
-        failure = exc
-    except Exception as exc:  # connection refused, timeout: the registry could not be asked
-        failure = exc
-    raise PromotionError(
-        f"could not look up @{alias} of {name}: {_first_line(failure)}; nothing was changed (run evaluate again "
-        "once the registry answers)"
-    ) from failure
-
-
-def _is_missing_alias(exc, alias: str) -> bool:
-    # The registry says "Registered model alias champion not found." (INVALID_PARAMETER_VALUE, OSS store)
-    # or RESOURCE_DOES_NOT_EXIST / NOT_FOUND (REST stores, Unity Catalog).
-    code, text = getattr(exc, "error_code", ""), str(exc).lower()
-    if code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
-        return True
-    return code == "INVALID_PARAMETER_VALUE" and f"alias {alias.lower()} not found" in text
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+        return alias_version(client, name, alias)
+    except RegistryError as exc:
+        raise PromotionError(f"{exc}; nothing was changed (run evaluate again once the registry answers)") from exc
 
 
 def score_model(model_uri: str, dataset_root: str) -> Scores:

@@ -49,6 +49,15 @@ def resolve_model(cfg: PipelineConfig):
     return f"models:/{name}/{version.version}", version
 
 
+def _alias_exists(cfg: PipelineConfig) -> bool:
+    from mlflow import MlflowClient
+
+    from pipeline.io.tracking import alias_version, setup_experiment
+
+    setup_experiment(cfg.mlflow)
+    return alias_version(MlflowClient(), cfg.mlflow.registered_model, cfg.infer.alias) is not None
+
+
 def _write(df: DataFrame, path: str, fmt: str) -> None:
     if fmt == "delta":
         try:
@@ -62,9 +71,17 @@ def _write(df: DataFrame, path: str, fmt: str) -> None:
         df.write.parquet(path)
 
 
-def batch_infer(spark: SparkSession, cfg: PipelineConfig) -> dict:
-    """Scores ``infer.input`` and writes predictions, rejects and a summary; returns the summary."""
+def batch_infer(spark: SparkSession, cfg: PipelineConfig) -> dict | None:
+    """Scores ``infer.input`` and writes predictions, rejects and a summary; returns the summary.
+
+    None, with nothing written, when ``infer.skip_without_champion`` is set and no version holds the alias.
+    """
     import mlflow
+
+    if cfg.infer.skip_without_champion and not cfg.infer.model_version and not _alias_exists(cfg):
+        log.warning("no version of %s holds @%s yet, so there is nothing to score with; inference skipped",
+                    cfg.mlflow.registered_model, cfg.infer.alias)
+        return None
 
     start = time.monotonic()
     source = load_input(spark, cfg)  # input problems first: they are the user's to fix, in seconds

@@ -8,7 +8,7 @@ import urllib.request
 from pathlib import Path
 
 from pipeline.config import MlflowConfig
-from pipeline.errors import PreflightError
+from pipeline.errors import PipelineError, PreflightError
 
 
 def check_tracking(cfg: MlflowConfig, timeout_s: float = 5.0) -> None:
@@ -71,3 +71,37 @@ def model_location(name: str = "model") -> dict[str, str]:
 
     return {"name": name} if "name" in inspect.signature(mlflow.tensorflow.log_model).parameters \
         else {"artifact_path": name}
+
+
+class RegistryError(PipelineError):
+    """The model registry could not be asked (server error, timeout, permission): not the same as "absent"."""
+
+
+def alias_version(client, name: str, alias: str) -> str | None:
+    """The version of ``name`` holding ``alias``; None only when the registry says the alias does not exist.
+
+    Raises:
+        RegistryError: any other failure of the lookup.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if _is_missing_alias(exc, alias):
+            return None
+        failure = exc
+    except Exception as exc:  # connection refused, timeout: the registry could not be asked
+        failure = exc
+    lines = str(failure).strip().splitlines()
+    raise RegistryError(f"could not look up @{alias} of {name}: {lines[0] if lines else type(failure).__name__}") \
+        from failure
+
+
+def _is_missing_alias(exc, alias: str) -> bool:
+    # The registry says "Registered model alias champion not found." (INVALID_PARAMETER_VALUE, OSS store)
+    # or RESOURCE_DOES_NOT_EXIST / NOT_FOUND (REST stores, Unity Catalog).
+    code, text = getattr(exc, "error_code", ""), str(exc).lower()
+    if code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+        return True
+    return code == "INVALID_PARAMETER_VALUE" and f"alias {alias.lower()} not found" in text

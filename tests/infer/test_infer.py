@@ -165,6 +165,9 @@ def test_missing_champion_alias_is_a_clear_error_and_keeps_old_output(spark, cha
                                             r"promote a version first \(`mnist-pipeline evaluate`\)"):
         batch_infer(spark, cfg)
     assert tree_snapshot(tmp_path / "predictions") == before
+    cfg.infer.skip_without_champion = True  # what the scheduled job sets: nothing to score with is not a failure
+    assert batch_infer(spark, cfg) is None
+    assert tree_snapshot(tmp_path / "predictions") == before
 
 
 def test_idx_input_matching_nothing_names_the_infer_key(spark, champion, tmp_path):
