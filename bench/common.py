@@ -22,3 +22,12 @@ def load_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     table = pq.read_table(str(root / split), columns=["image", "label"])
     images = np.frombuffer(b"".join(table.column("image").to_pylist()), dtype=np.uint8).reshape(-1, 28, 28, 1)
     return images.astype(np.float32), np.asarray(table.column("label").to_pylist(), dtype=np.int32)
+
+
+def setup_logging() -> None:
+    """Progress lines on stderr, as the console script shows them in verbose mode."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("py4j", "petastorm", "pyarrow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

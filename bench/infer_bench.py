@@ -39,8 +39,8 @@ def main() -> None:
     args = parser.parse_args()
     require_idx_input(args.input)
     import mlflow
+    from common import setup_logging
 
-    from pipeline.cli import setup_logging
     from pipeline.infer.batch import batch_infer
     from pipeline.ingest.build import ingest
     from pipeline.io.spark import get_spark

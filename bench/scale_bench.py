@@ -65,8 +65,8 @@ def main() -> None:
 
     import mlflow
     import synth  # bench/synth.py
+    from common import setup_logging
 
-    from pipeline.cli import setup_logging
     from pipeline.infer.batch import batch_infer
     from pipeline.ingest.build import ingest
     from pipeline.io.spark import get_spark

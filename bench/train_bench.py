@@ -70,7 +70,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     require_idx_input(args.input)
-    from pipeline.cli import setup_logging
+    from common import setup_logging
+
     from pipeline.ingest.build import ingest
     from pipeline.io.spark import get_spark
     from pipeline.train.driver import train

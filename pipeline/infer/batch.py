@@ -1,4 +1,4 @@
-"""Batch inference in Spark: score images with the registered model through ``mlflow.pyfunc.spark_udf``.
+"""Batch inference in Spark: score images with a registered model (``pipeline.infer.scoring``).
 
 Inputs (``infer.input_format``, ``pipeline.infer.inputs``): a dataset split, raw IDX files, a Parquet table with an image column,
 or a folder of PNG/JPEG images. Every row becomes either a prediction or a reject with its reason;
@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import time
 
 from pyspark.sql import DataFrame, SparkSession
@@ -76,75 +77,101 @@ def batch_infer(spark: SparkSession, cfg: PipelineConfig) -> dict | None:
 
     None, with nothing written, when ``infer.skip_without_champion`` is set and no version holds the alias.
     """
-    import mlflow
-
     if cfg.infer.skip_without_champion and not cfg.infer.model_version and not _alias_exists(cfg):
         log.warning("no version of %s holds @%s yet, so there is nothing to score with; inference skipped",
                     cfg.mlflow.registered_model, cfg.infer.alias)
         return None
 
+    from pyspark import StorageLevel
+
+    from pipeline.infer.scoring import SCORED_SCHEMA, scorer
+    from pipeline.io.progress import SparkProgress
+
     start = time.monotonic()
     source = load_input(spark, cfg)  # input problems first: they are the user's to fix, in seconds
-    prepared = source.rows
     model_uri, version = resolve_model(cfg)
     out = qualify(cfg.infer.output).rstrip("/")
     fs = HadoopFS(spark)
-    predict = mlflow.pyfunc.spark_udf(spark, model_uri, result_type="array<float>", env_manager="local")
+    sc = spark.sparkContext
     scored_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    probs = F.col("probabilities")
-    predictions = (
-        prepared.where(F.col("reject_reason").isNull())
-        .withColumn("probabilities", predict(F.col("pixels").cast("array<float>")))
-        .select(
-            "id",
-            F.expr("array_position(probabilities, array_max(probabilities)) - 1").cast("int").alias("predicted_label"),
-            F.array_max(probs).alias("probability"),
-            probs,
-            "label",
+    rows_done = sc.accumulator(0)
+    with storage.LocalStaging() as local:
+        model_name = _ship_model(spark, model_uri, local)
+        # One pass over the input: every row is scored or rejected here, then both outputs and the
+        # summary's counts come from the cached result.
+        scored = source.rows.mapInArrow(scorer(model_name, rows_done), SCORED_SCHEMA) \
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        predictions = scored.where(F.col("reject_reason").isNull()).select(
+            "id", "predicted_label", "probability", "probabilities", "label",
             F.lit(cfg.mlflow.registered_model).alias("model_name"),
             F.lit(str(version.version)).alias("model_version"),
             F.lit(version.run_id).cast("string").alias("run_id"),
             F.lit(scored_at).cast("timestamp").alias("scored_at"),
             "note",
         )
-    )
-    rejects = prepared.where(F.col("reject_reason").isNotNull()).select(
-        "id", "reject_reason", "note", F.lit(scored_at).cast("timestamp").alias("scored_at"))
-    fmt = cfg.infer.output_format
-    staging = f"{out}.__staging-{int(time.time() * 1000)}"
-    try:
-        _write(predictions, f"{staging}/predictions", fmt)
-        _write(rejects, f"{staging}/rejects", fmt)
-        reader = spark.read.format(fmt) if fmt == "delta" else spark.read.format("parquet")
-        written = reader.load(f"{staging}/predictions")
-        scored = written.count()
-        n_rejects = reader.load(f"{staging}/rejects").count()
-        histogram = {int(r.predicted_label): r["count"] for r in written.groupBy("predicted_label").count().collect()}
-        labelled = written.where(F.col("label").isNotNull())
-        n_labelled = labelled.count()
-        correct = labelled.where(F.col("label") == F.col("predicted_label")).count() if n_labelled else 0
-        seconds = time.monotonic() - start
-        inputs = source.inputs if source.inputs is not None else scored + n_rejects
-        if inputs != scored + n_rejects:
-            log.warning("%d inputs seen but %d scored and %d rejected: %d unaccounted for", inputs, scored, n_rejects,
-                        inputs - scored - n_rejects)
-        summary = {
-            "model_uri": model_uri, "model_version": str(version.version), "run_id": version.run_id,
-            "input": display_path(qualify(input_path(cfg))) if cfg.infer.input_format != "dataset"
-            else display_path(split_path(input_path(cfg), cfg.infer.split)),
-            "input_format": cfg.infer.input_format, "output": out, "output_format": fmt,
-            "inputs": inputs, "rows_scored": scored, "rejects": n_rejects, "seconds": round(seconds, 2),
-            "rows_per_sec": round((scored + n_rejects) / max(seconds, 1e-9), 1),
-            "predicted_histogram": {str(k): histogram.get(k, 0) for k in range(10)},
-            "labelled_rows": n_labelled, "accuracy": (correct / n_labelled) if n_labelled else None,
-            "scored_at": scored_at.isoformat(),
-        }
-        storage.write_text(storage.join(staging, "summary.json"), json.dumps(summary, indent=2))
-        swap_into_place(fs, staging, out)
-        staging = None
-    finally:
-        if staging is not None and fs.exists(staging):
-            fs.delete(staging)
+        rejects = scored.where(F.col("reject_reason").isNotNull()).select(
+            "id", "reject_reason", "note", F.lit(scored_at).cast("timestamp").alias("scored_at"))
+        fmt = cfg.infer.output_format
+        staging = f"{out}.__staging-{int(time.time() * 1000)}"
+        try:
+            with SparkProgress(sc, "infer", cfg.spark.progress_interval_s, lambda: rows_done.value):
+                _write(predictions, f"{staging}/predictions", fmt)
+                _write(rejects, f"{staging}/rejects", fmt)
+                counts = scored.groupBy(
+                    F.col("reject_reason").isNull().alias("ok"), "predicted_label",
+                    F.col("label").isNotNull().alias("labelled"),
+                    (F.col("label") == F.col("predicted_label")).alias("correct"),
+                ).count().collect()
+            summary = _summary(cfg, counts, source.inputs, model_uri, version, out, fmt, scored_at,
+                               time.monotonic() - start)
+            storage.write_text(storage.join(staging, "summary.json"), json.dumps(summary, indent=2))
+            swap_into_place(fs, staging, out)
+            staging = None
+        finally:
+            scored.unpersist()
+            if staging is not None and fs.exists(staging):
+                fs.delete(staging)
     log.info("batch inference: %d rows scored, %d rejects, %.0f rows/s -> %s", summary["rows_scored"],
              summary["rejects"], summary["rows_per_sec"], out)
     return summary
+
+
+def _ship_model(spark: SparkSession, model_uri: str, local: str) -> str:
+    """Downloads the model's files once, on the driver, and ships them to every executor; returns the
+    name executors find them under (``SparkFiles.get``). Executors need no registry access."""
+    import uuid
+
+    import mlflow
+
+    folder = os.path.join(local, f"model-{uuid.uuid4().hex[:12]}")
+    os.makedirs(folder)
+    mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
+    spark.sparkContext.addFile(folder, recursive=True)
+    return os.path.basename(folder)
+
+
+def _summary(cfg: PipelineConfig, counts, inputs: int | None, model_uri: str, version, out: str, fmt: str,
+             scored_at, seconds: float) -> dict:
+    scored = sum(r["count"] for r in counts if r.ok)
+    n_rejects = sum(r["count"] for r in counts if not r.ok)
+    histogram = {k: 0 for k in range(10)}
+    for r in counts:
+        if r.ok:
+            histogram[int(r.predicted_label)] += r["count"]
+    n_labelled = sum(r["count"] for r in counts if r.ok and r.labelled)
+    correct = sum(r["count"] for r in counts if r.ok and r.labelled and r.correct)
+    inputs = inputs if inputs is not None else scored + n_rejects
+    if inputs != scored + n_rejects:
+        log.warning("%d inputs seen but %d scored and %d rejected: %d unaccounted for", inputs, scored, n_rejects,
+                    inputs - scored - n_rejects)
+    return {
+        "model_uri": model_uri, "model_version": str(version.version), "run_id": version.run_id,
+        "input": display_path(qualify(input_path(cfg))) if cfg.infer.input_format != "dataset"
+        else display_path(split_path(input_path(cfg), cfg.infer.split)),
+        "input_format": cfg.infer.input_format, "output": out, "output_format": fmt,
+        "inputs": inputs, "rows_scored": scored, "rejects": n_rejects, "seconds": round(seconds, 2),
+        "rows_per_sec": round((scored + n_rejects) / max(seconds, 1e-9), 1),
+        "predicted_histogram": {str(k): v for k, v in histogram.items()},
+        "labelled_rows": n_labelled, "accuracy": (correct / n_labelled) if n_labelled else None,
+        "scored_at": scored_at.isoformat(),
+    }

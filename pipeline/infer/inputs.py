@@ -1,4 +1,5 @@
-"""Inference inputs: each input kind becomes rows of ``id, pixels, label, note, reject_reason``.
+"""Inference inputs: each input kind becomes rows of ``id, image, label, note, reject_reason``, where
+``image`` is 784 raw bytes (row-major 28x28), as in the dataset contract.
 
 Every input row (or file, for a folder of images) becomes exactly one row here: scorable, or a reject.
 ``reject_reason`` is stable text to group by ("wrong image size", "cannot decode image: ..."); the
@@ -13,14 +14,15 @@ from dataclasses import dataclass
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from pipeline.config import PipelineConfig
 from pipeline.errors import InputError
 from pipeline.io.dataset import count_row_groups, split_path
 from pipeline.io.fs import HadoopFS, qualify
 
-PREPARED_SCHEMA = "id string, pixels array<int>, label int, note string, reject_reason string"
-PREPARED_COLUMNS = ["id", "pixels", "label", "note", "reject_reason"]
+PREPARED_SCHEMA = "id string, image binary, label int, note string, reject_reason string"
+PREPARED_COLUMNS = ["id", "image", "label", "note", "reject_reason"]
 
 MISSING_IMAGE = "image is missing (null)"
 WRONG_SIZE = "wrong image size; expected 784 pixels (28x28)"
@@ -31,35 +33,38 @@ CORRUPT_IMAGE = "cannot decode image: truncated or corrupt image data"
 INVALID_IDX = "invalid IDX file"
 
 
+def _no_note():
+    return F.lit(None).cast("string").alias("note"), F.lit(None).cast("string").alias("reject_reason")
+
+
 @dataclass
 class PreparedInput:
     rows: DataFrame
     inputs: int | None  # inputs seen, counted independently of the rows (None: count the rows)
 
 
-def pixels_from_images(batches):
-    """Executor side: rows of ``id, image (784 bytes or an array of 784 values), label`` -> prepared rows."""
+def bytes_from_pixel_arrays(batches):
+    """Executor side: rows of ``id, image (an array of 784 values 0-255), label`` -> prepared rows."""
     import numpy as np
 
     for pdf in batches:
-        pixels, reasons, notes = [], [], []
-        for image in pdf["image"]:
-            reason = note = values = None
-            if image is None:
+        images, reasons, notes = [], [], []
+        for values in pdf["image"]:
+            reason = note = image = None
+            if values is None:
                 reason = MISSING_IMAGE
             else:
-                if isinstance(image, (bytes, bytearray)):
-                    values = np.frombuffer(image, dtype=np.uint8)
-                else:
-                    values = np.asarray(image, dtype=np.float64)
-                    if values.size and (values.min() < 0 or values.max() > 255):
-                        reason, note = OUT_OF_RANGE, f"values {values.min():g}..{values.max():g}"
-                if reason is None and values.size != 784:
+                values = np.asarray(values, dtype=np.float64)
+                if values.size and (values.min() < 0 or values.max() > 255):
+                    reason, note = OUT_OF_RANGE, f"values {values.min():g}..{values.max():g}"
+                elif values.size != 784:
                     reason, note = WRONG_SIZE, f"{values.size} pixels"
-            pixels.append(None if reason else values.astype(np.int32).tolist())
+                else:
+                    image = values.astype(np.uint8).tobytes()
+            images.append(image)
             reasons.append(reason)
             notes.append(note)
-        yield pd.DataFrame({"id": pdf["id"].astype(str), "pixels": pixels, "label": pdf["label"],
+        yield pd.DataFrame({"id": pdf["id"].astype(str), "image": images, "label": pdf["label"],
                             "note": notes, "reject_reason": reasons}, columns=PREPARED_COLUMNS)
 
 
@@ -83,8 +88,8 @@ def decode_image_files(batches):
                     if img.size != (28, 28):
                         notes.append(f"resized {img.size[0]}x{img.size[1]} to 28x28")
                         img = img.resize((28, 28), Image.BILINEAR)
-                    values = np.asarray(img, dtype=np.int32).reshape(-1).tolist()
-                rows.append((path, values, None, "; ".join(notes) or None, None))
+                    image = np.asarray(img, dtype=np.uint8).tobytes()
+                rows.append((path, image, None, "; ".join(notes) or None, None))
             except UnidentifiedImageError:
                 rows.append((path, None, None, None, NOT_AN_IMAGE))
             except Exception as exc:  # truncated or corrupt data: a reject, not a failed job
@@ -102,8 +107,8 @@ def _from_dataset(spark: SparkSession, fs: HadoopFS, cfg: PipelineConfig, source
     if not fs.exists(path):
         raise InputError(f"infer.input {source} has no split {cfg.infer.split!r} ({path} is missing)")
     count_row_groups(path)  # every footer readable, or an error naming the damaged file
-    raw = spark.read.parquet(path).select("id", "image", "label")
-    return PreparedInput(raw.mapInPandas(pixels_from_images, PREPARED_SCHEMA), None)
+    raw = spark.read.parquet(path).select("id", "image", "label", *_no_note())
+    return PreparedInput(raw, None)
 
 
 def _from_parquet(spark: SparkSession, fs: HadoopFS, cfg: PipelineConfig, source: str) -> PreparedInput:
@@ -119,7 +124,9 @@ def _from_parquet(spark: SparkSession, fs: HadoopFS, cfg: PipelineConfig, source
     label = F.col(icfg.label_column).cast("int") if icfg.label_column and icfg.label_column in raw.columns \
         else F.lit(None).cast("int")
     rows = raw.select(ident.alias("id"), image.alias("image"), label.alias("label"))
-    return PreparedInput(rows.mapInPandas(pixels_from_images, PREPARED_SCHEMA), None)
+    if isinstance(raw.schema[icfg.image_column].dataType, T.BinaryType):  # scored as it is, no Python pass
+        return PreparedInput(rows.select("*", *_no_note()), None)
+    return PreparedInput(rows.mapInPandas(bytes_from_pixel_arrays, PREPARED_SCHEMA), None)
 
 
 def _from_images(spark: SparkSession, fs: HadoopFS, cfg: PipelineConfig, source: str) -> PreparedInput:
@@ -141,19 +148,19 @@ def _from_idx(spark: SparkSession, fs: HadoopFS, cfg: PipelineConfig, source: st
     units = plan_units(fs, "idx", "test", source, key="infer.input")
     parsed = parse_inputs(spark, "idx", units, "auto", spark.sparkContext.accumulator(0))
     images = parsed.where("kind = 'image'").select(
-        F.concat_ws(":", "source", F.col("idx").cast("string")).alias("id"), "image", "label")
+        F.concat_ws(":", "source", F.col("idx").cast("string")).alias("id"), "image", "label", *_no_note())
     errors = parsed.where("kind = 'error'").select(
-        F.col("source").alias("id"), F.lit(None).cast("array<int>").alias("pixels"),
+        F.col("source").alias("id"), F.lit(None).cast("binary").alias("image"),
         F.lit(None).cast("int").alias("label"), F.col("message").alias("note"),
         F.lit(INVALID_IDX).alias("reject_reason"))
-    return PreparedInput(images.mapInPandas(pixels_from_images, PREPARED_SCHEMA).unionByName(errors), None)
+    return PreparedInput(images.unionByName(errors), None)
 
 
 LOADERS = {"dataset": _from_dataset, "idx": _from_idx, "parquet": _from_parquet, "images": _from_images}
 
 
 def load_input(spark: SparkSession, cfg: PipelineConfig) -> PreparedInput:
-    """The input as rows of ``id, pixels (784 ints or null), label, note, reject_reason``.
+    """The input as rows of ``id, image (784 bytes, or null), label, note, reject_reason``.
 
     Raises:
         InputError: the input does not exist or has not the expected shape (names the key and path).
