@@ -31,3 +31,42 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("py4j", "petastorm", "pyarrow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def machine() -> dict:
+    """Where a figure came from: machine, cores, memory and the versions that matter."""
+    import datetime as dt
+    import os
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def ver(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    memory = None
+    if os.path.exists("/proc/meminfo"):
+        with open("/proc/meminfo") as handle:
+            memory = round(int(handle.readline().split()[1]) / 2**20, 1)
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "cpu": cpu, "cores": os.cpu_count(),
+        "memory_gib": memory, "python": platform.python_version(),
+        "versions": {n: ver(n) for n in ("pyspark", "tensorflow", "horovod", "petastorm", "pyarrow", "mlflow")},
+    }
+
+
+def write_results(name: str, figures: dict) -> Path:
+    """Writes ``bench/results/<name>.json``: the machine, then the figures."""
+    import json
+
+    out = Path(__file__).resolve().parent / "results" / f"{name}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"machine": machine(), **figures}, indent=2) + "\n")
+    return out

@@ -1,7 +1,10 @@
-"""Batch-inference throughput: Spark (mlflow.pyfunc.spark_udf over Parquet, written back with rejects and
-a summary) against ``model.predict`` on the same rows already in memory, in one run.
+"""Batch-inference throughput: the pipeline's Spark batch inference (read Parquet, score in one pass,
+write predictions, rejects and a summary) against ``model.predict`` on the same rows already in memory,
+in one run, interleaved and repeated (median and spread), with the same total threads.
 
-    .venv/bin/python bench/infer_bench.py [--input /usr/share/datasets/fashion-mnist] [--split train]
+    .venv/bin/python bench/infer_bench.py [--input /usr/share/datasets/fashion-mnist] [--split train] [--repeats 3]
+
+Prints the figures and writes them to bench/results/infer.json.
 
 The model is the default CNN (weights do not change the cost of a forward pass), registered in a
 temporary SQLite store. Both sides use the machine's cores; Spark runs local[*].
@@ -13,6 +16,7 @@ import argparse
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -21,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import FASHION_MNIST, load_split, require_idx_input  # noqa: E402
+from common import FASHION_MNIST, load_split, require_idx_input, write_results  # noqa: E402
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -36,6 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", type=Path, default=FASHION_MNIST)
     parser.add_argument("--split", default="train")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     require_idx_input(args.input)
     import mlflow
@@ -69,23 +74,36 @@ def main() -> None:
         mlflow.MlflowClient().set_registered_model_alias(cfg.mlflow.registered_model, "champion",
                                                          info.registered_model_version)
         images, _ = load_split(Path(cfg.data.root), args.split)
-        model.predict(images[:1024], batch_size=1024, verbose=0)  # warm-up (the same model that was registered)
-        start = time.perf_counter()
-        model.predict(images, batch_size=1024, verbose=0)
-        memory_s = time.perf_counter() - start
-
-        batch_infer(spark, cfg)  # warm-up: model shipped to executors, Python workers started
-        start = time.perf_counter()
-        summary = batch_infer(spark, cfg)
-        spark_s = time.perf_counter() - start
         n = len(images)
-        assert summary["rows_scored"] == n
+        model.predict(images[:1024], batch_size=1024, verbose=0)  # warm-up (the same model that was registered)
+        batch_infer(spark, cfg)  # warm-up: model shipped to executors, Python workers started
+        memory, pipeline = [], []
+        for _ in range(args.repeats):  # interleaved, so a noisy neighbour slows both sides alike
+            start = time.perf_counter()
+            model.predict(images, batch_size=1024, verbose=0)
+            memory.append(n / (time.perf_counter() - start))
+            start = time.perf_counter()
+            summary = batch_infer(spark, cfg)
+            pipeline.append(n / (time.perf_counter() - start))
+            assert summary["rows_scored"] == n
+        ratios = [p / m for p, m in zip(pipeline, memory)]
         print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
               f"Spark {spark.version} {spark.sparkContext.master}")
-        print(f"rows: {n:,} ({args.input.name} {args.split} split)")
-        print(f"model.predict, rows in memory, batch 1024:            {memory_s:6.2f} s = {n / memory_s:9,.0f} rows/s")
-        print(f"Spark batch inference (read, spark_udf, write, summary): {spark_s:6.2f} s = {n / spark_s:9,.0f} rows/s")
-        print(f"ratio Spark / in-memory throughput: {memory_s / spark_s:.2f}")
+        print(f"rows: {n:,} ({args.input.name} {args.split} split), {args.repeats} interleaved repeats")
+        print(f"model.predict, rows in memory, batch 1024:       median {statistics.median(memory):9,.0f} rows/s "
+              f"(min {min(memory):,.0f}, max {max(memory):,.0f})")
+        print(f"Spark batch inference (read, score, write, summary): median {statistics.median(pipeline):9,.0f} "
+              f"rows/s (min {min(pipeline):,.0f}, max {max(pipeline):,.0f})")
+        print(f"ratio pipeline / in-memory: median {statistics.median(ratios):.2f} "
+              f"(each run: {', '.join(f'{r:.2f}' for r in ratios)})")
+        path = write_results("infer", {
+            "benchmark": "bench/infer_bench.py", "rows": n, "input": f"{args.input.name} {args.split}",
+            "repeats": args.repeats, "spark_master": spark.sparkContext.master,
+            "baseline": "model.predict on the same rows in memory, batch 1024, same process",
+            "baseline_rows_per_sec": memory, "pipeline_rows_per_sec": pipeline, "ratios": ratios,
+            "median_ratio": statistics.median(ratios),
+        })
+        print(f"written to {path}")
     finally:
         spark.stop()
         shutil.rmtree(work, ignore_errors=True)

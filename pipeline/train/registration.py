@@ -24,9 +24,9 @@ def log_and_register(model, example_images: np.ndarray, cfg: MlflowConfig, run_i
 
     example = example_images[:5].astype(np.float32)
     signature = infer_signature(example, model.predict(example, verbose=0))
-    info = mlflow.tensorflow.log_model(model, **model_location(), signature=signature, input_example=example,
-                                       registered_model_name=cfg.registered_model)
-    version = str(info.registered_model_version)
+    info = mlflow.tensorflow.log_model(model, **model_location(), signature=signature, input_example=example)
+    # Registered in its own call: MLflow 2's ModelInfo (Databricks 15.4 LTS ML) has no registered version.
+    version = str(mlflow.register_model(info.model_uri, cfg.registered_model).version)
     client = MlflowClient()
     client.set_model_version_tag(cfg.registered_model, version, "test_accuracy", f"{test_accuracy:.4f}")
     client.set_model_version_tag(cfg.registered_model, version, "run_id", run_id)
