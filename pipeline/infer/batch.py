@@ -137,17 +137,21 @@ def batch_infer(spark: SparkSession, cfg: PipelineConfig) -> dict | None:
 
 
 def _ship_model(spark: SparkSession, model_uri: str, local: str) -> str:
-    """Downloads the model's files once, on the driver, and ships them to every executor; returns the
-    name executors find them under (``SparkFiles.get``). Executors need no registry access."""
+    """Downloads the model's files once, on the driver, and ships them to every executor as an archive
+    (Spark unpacks it there; a plain folder cannot be shipped to a cluster); returns the name executors
+    find it under (``SparkFiles.get``). Executors need no registry access."""
+    import shutil
     import uuid
 
     import mlflow
 
-    folder = os.path.join(local, f"model-{uuid.uuid4().hex[:12]}")
+    name = f"model-{uuid.uuid4().hex[:12]}"
+    folder = os.path.join(local, name)
     os.makedirs(folder)
     mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
-    spark.sparkContext.addFile(folder, recursive=True)
-    return os.path.basename(folder)
+    archive = shutil.make_archive(os.path.join(local, name), "zip", root_dir=folder)
+    spark.sparkContext.addArchive(archive)
+    return os.path.basename(archive)
 
 
 def _summary(cfg: PipelineConfig, counts, inputs: int | None, model_uri: str, version, out: str, fmt: str,

@@ -53,6 +53,14 @@ def load_model_once(model_dir: str):
     return model
 
 
+def model_folder(unpacked: str) -> str:
+    """The MLflow model folder (the one holding ``MLmodel``) inside an unpacked model archive."""
+    for folder, _, files in os.walk(unpacked):
+        if "MLmodel" in files:
+            return folder
+    raise FileNotFoundError(f"no MLmodel file under {unpacked}")
+
+
 def _task_cpus() -> int:
     try:
         from pyspark import TaskContext
@@ -123,7 +131,7 @@ def scorer(model_name: str, rows_done=None):
     def score(batches):
         from pyspark import SparkFiles
 
-        model = load_model_once(SparkFiles.get(model_name))
+        model = load_model_once(model_folder(SparkFiles.get(model_name)))
         for batch in batches:
             out = score_batch(model, batch)
             if rows_done is not None:

@@ -144,7 +144,7 @@ def makedirs(path: str) -> None:
 
 def read_bytes(path: str) -> bytes:
     fs, p = resolve(path)
-    with fs.open_input_stream(p) as handle:
+    with fs.open_input_stream(p, compression=None) as handle:
         return handle.read()
 
 
@@ -159,11 +159,11 @@ def write_bytes(path: str, data: bytes) -> None:
     if parent:
         fs.create_dir(parent, recursive=True)
     if isinstance(fs, (pafs.S3FileSystem, pafs.GcsFileSystem)):
-        with fs.open_output_stream(p) as handle:
+        with fs.open_output_stream(p, compression=None) as handle:
             handle.write(data)
         return
     tmp = f"{p}.tmp-{uuid.uuid4().hex[:8]}"
-    with fs.open_output_stream(tmp) as handle:
+    with fs.open_output_stream(tmp, compression=None) as handle:
         handle.write(data)
     fs.move(tmp, p)
 

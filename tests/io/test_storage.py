@@ -53,3 +53,15 @@ def test_s3_and_s3a_paths_round_trip_through_a_real_server(s3, tmp_path):
         (tmp_path / "ckpt" / "ckpt.data-00000-of-00001").read_bytes()
     storage.delete(f"{bucket}/run")
     assert not storage.exists(f"{bucket}/run/state.json")
+
+
+def test_bytes_are_bytes_whatever_the_name(s3, tmp_path):
+    """pyarrow (de)compresses by file extension unless told not to: a .gz file must round-trip as stored."""
+    import gzip
+
+    payload = gzip.compress(b"idx bytes")
+    bucket = s3.create_bucket("gz-test")
+    for path in (str(tmp_path / "train-images-idx3-ubyte.gz"), f"{bucket}/cache/train-images-idx3-ubyte.gz"):
+        storage.write_bytes(path, payload)
+        assert storage.read_bytes(path) == payload
+    assert (tmp_path / "train-images-idx3-ubyte.gz").read_bytes() == payload
