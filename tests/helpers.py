@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
+import signal
 import struct
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +84,15 @@ def train_config(tmp_path, dataset_root, tracking_uri, **train) -> PipelineConfi
     cfg.mlflow.artifact_location = None if tracking_uri.startswith("http") else str(tmp_path / "artifacts")
     cfg.mlflow.experiment = "tests"
     return cfg
+
+
+def stop_process_group(process: subprocess.Popen, timeout_s: float = 20) -> None:
+    """Stops a server a test started in its own session: its process group, by its own pid."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=timeout_s)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
