@@ -10,6 +10,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 profile="${1:-dbr-15.4-ml}"
+[ $# -gt 0 ] && shift  # the rest goes to pytest
 venv="$root/.venv-$profile"
 cd "$root"
 bash scripts/setup.sh --profile "$profile"
