@@ -25,6 +25,8 @@ def format_training(result, cfg: PipelineConfig) -> str:
         f"model {result.model_name} version {result.model_version}: test accuracy {result.test_accuracy:.4f} "
         f"after {len(result.epochs)} epochs (MLflow run {result.run_id})",
     ]
+    if getattr(result, "fit", None):
+        lines.append(f"  fit: {result.fit}")
     if uri.startswith(("http://", "https://")):
         lines.append(f"  the run: {uri.rstrip('/')}/#/experiments/{result.experiment_id}/runs/{result.run_id}")
     elif uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri and not uri.startswith("databricks"):

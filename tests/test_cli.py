@@ -73,6 +73,7 @@ def test_main_command_in_a_fresh_clone_is_quiet_and_leaves_the_clone_clean(tmp_p
     assert "train     7,200" in result.stdout
     assert "model mnist-cnn version 1: test accuracy 0." in result.stdout
     assert "mlflow ui --backend-store-uri sqlite:///data/mlflow/mlflow.db" in result.stdout
+    assert re.search(r"\n  fit: (balanced|under-fitting|over-fitting): ", result.stdout)
     assert "evaluate: version 1 promoted to @champion" in result.stdout and "infer: 2,000 inputs" in result.stdout
     assert "epoch 1/1: loss" in result.stderr
     for noise in ("Traceback", "E0000", "ERROR", "WARN"):

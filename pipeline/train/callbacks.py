@@ -10,6 +10,7 @@ import time
 import tf_keras as keras
 
 from pipeline.config import OptimizerConfig
+from pipeline.evaluate.fit import accuracy_gap
 from pipeline.train import checkpoints
 from pipeline.train.model import dead_unit_fractions
 from pipeline.train.schedules import learning_rate_at
@@ -67,6 +68,8 @@ class RankZeroRecorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         record = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
         record["images_per_sec"] = record["images_per_sec_per_rank"] * self._ranks
+        if "val_accuracy" in record:  # over/under-fitting at a glance: train minus validation accuracy
+            record["accuracy_gap"] = accuracy_gap(record)
         for layer, fraction in dead_unit_fractions(self.model, self._probe).items():
             record[f"dead_units_{layer}"] = fraction
         prefix = checkpoints.save_checkpoint(self._ckpt, self._run_dir, epoch + 1)

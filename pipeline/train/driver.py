@@ -43,6 +43,7 @@ class TrainResult:
     shard_ids: dict[int, list[str]] | None = None
     start_weights_digest: str | None = None
     experiment_id: str | None = None
+    fit: str | None = None  # over/under-fitting diagnosis of the epoch records
 
 
 def _run_identity(cfg: PipelineConfig, num_proc: int, manifest: dict) -> dict:
@@ -261,12 +262,17 @@ def _rank_errors(run_dir: str, exc: BaseException, lines: int = 8) -> str:
 
 
 def _evaluate_and_register(cfg: PipelineConfig, model, run_id: str, epochs: list[dict], wall: float) -> TrainResult:
+    import mlflow
+
+    from pipeline.evaluate.fit import diagnose
     from pipeline.evaluate.report import log_test_report, predict_test_split
     from pipeline.train.registration import log_and_register
 
     images, labels, probs = predict_test_split(model, qualify(cfg.data.root))
     report = log_test_report(images, labels, probs, epochs, cfg.train.misclassified_examples,
                              extra_metrics={"train_wall_seconds": wall})
+    fit = diagnose(epochs)
+    mlflow.set_tag("fit_diagnosis", fit)
     version = log_and_register(model, images, cfg.mlflow, run_id, report.accuracy)
     return TrainResult(run_id=run_id, model_name=cfg.mlflow.registered_model, model_version=version,
-                       test_accuracy=report.accuracy, epochs=epochs, start_epoch=0)
+                       test_accuracy=report.accuracy, epochs=epochs, start_epoch=0, fit=fit)

@@ -47,13 +47,17 @@ def test_two_ranks_train_track_and_register(spark, sample_dataset, tracking_serv
     assert run.data.params["version.horovod"] == "0.28.1"
     per_epoch = ["loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "images_per_sec",
                  "images_per_sec_per_rank", "epoch_seconds", "dead_units_conv1", "dead_units_conv2",
-                 "dead_units_dense1"]
+                 "dead_units_dense1", "accuracy_gap"]
     for name in per_epoch:
         history = client.get_metric_history(result.run_id, name)
         assert [m.step for m in history] == [1, 2], name
     lr = [m.value for m in client.get_metric_history(result.run_id, "learning_rate")]
     assert lr[-1] == pytest.approx(0.002)  # 0.001 per rank x 2 ranks, after warm-up
     assert run.data.metrics["test_accuracy"] == pytest.approx(result.test_accuracy)
+    last = result.epochs[-1]
+    assert run.data.metrics["accuracy_gap"] == pytest.approx(last["accuracy"] - last["val_accuracy"])
+    assert run.data.tags["fit_diagnosis"] == result.fit
+    assert result.fit.startswith(("balanced:", "under-fitting:", "over-fitting:"))
     for c in range(10):
         assert 0 < run.data.metrics[f"test_f1_{c}"] <= 1
     artifacts = {a.path for a in client.list_artifacts(result.run_id, "plots")}
