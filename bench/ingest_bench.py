@@ -1,4 +1,5 @@
-"""Ingest throughput: the Spark pipeline against a single-process numpy + pyarrow baseline.
+"""Ingest throughput: the Spark pipeline against a single-process numpy + pyarrow baseline (figures printed
+and written to bench/results/ingest.json).
 
 Both start from the same gzipped IDX files and end with Parquet on local disk holding the same rows
 (id, image bytes, label). The pipeline also validates, de-duplicates, splits and writes a manifest;
@@ -29,7 +30,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import FASHION_MNIST, require_idx_input  # noqa: E402
+from common import FASHION_MNIST, require_idx_input, write_results  # noqa: E402
 
 from pipeline.config import PipelineConfig  # noqa: E402
 from pipeline.ingest.build import ingest  # noqa: E402
@@ -102,6 +103,13 @@ def main() -> None:
         print(f"ratio pipeline/baseline throughput: {base / pipe:.2f}")
         print("splits: " + ", ".join(f"{s} {v['rows']:,} rows in {v['row_groups']} row groups"
                                      for s, v in manifest["splits"].items()))
+        path = write_results("ingest", {
+            "benchmark": "bench/ingest_bench.py", "rows": rows, "input": str(args.input), "spark_master": args.master,
+            "repeats": args.repeats, "pipeline_seconds": pipe_times, "baseline_seconds": base_times,
+            "pipeline_rows_per_sec": pipe_rows / pipe, "baseline": "numpy + pyarrow, one process, same files",
+            "baseline_rows_per_sec": rows / base, "ratio": base / pipe,
+        })
+        print(f"written to {path}")
     finally:
         spark.stop()
         shutil.rmtree(work, ignore_errors=True)
