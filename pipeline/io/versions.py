@@ -10,6 +10,9 @@ from importlib import metadata
 from pipeline.errors import PreflightError
 
 DISTRIBUTION = "mnist-pipeline"
+# Provided by the platform rather than declared by the wheel (a pip-installed pyspark would shadow the
+# cluster's Spark), but held to a range all the same.
+PLATFORM_PROVIDED = ["pyspark<3.6,>=3.5"]
 
 # Why a range stops where it does, for the message.
 WHY = {
@@ -26,9 +29,10 @@ WHY = {
 def supported_ranges() -> list[str]:
     """The installed package's requirement strings, e.g. ``tensorflow<2.19,>=2.16``."""
     try:
-        return [r for r in metadata.requires(DISTRIBUTION) or [] if "extra ==" not in r]
+        declared = [r for r in metadata.requires(DISTRIBUTION) or [] if "extra ==" not in r]
     except metadata.PackageNotFoundError:
-        return []
+        declared = []
+    return declared + PLATFORM_PROVIDED
 
 
 def out_of_range(requirements: list[str], installed: dict[str, str | None]) -> list[str]:
@@ -61,12 +65,19 @@ def horovod_problem(import_error: BaseException | None, tensorflow_version: str 
 
 
 def _installed(names: list[str]) -> dict[str, str | None]:
+    """Installed versions; a package the platform put on the path without pip metadata (Databricks'
+    pyspark) is asked for its ``__version__``."""
+    import importlib
+
     out = {}
     for name in names:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            out[name] = None
+            try:
+                out[name] = importlib.import_module(name.replace("-", "_")).__version__
+            except Exception:
+                out[name] = None
     return out
 
 

@@ -35,3 +35,18 @@ def test_this_environment_passes(monkeypatch):
     with pytest.raises(PreflightError, match=r"the installed packages do not fit this pipeline:\n  numpy .* is "
                                              r"installed but the pipeline supports <1\.0 \(pyarrow < 15 is built"):
         versions.check()
+
+
+def test_spark_is_checked_even_where_the_platform_provides_it_without_pip_metadata(monkeypatch):
+    import pyspark
+
+    assert "pyspark<3.6,>=3.5" in versions.supported_ranges()
+    real = versions.metadata.version
+
+    def no_pyspark_metadata(name):
+        if name == "pyspark":
+            raise versions.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(versions.metadata, "version", no_pyspark_metadata)
+    assert versions._installed(["pyspark"]) == {"pyspark": pyspark.__version__}
