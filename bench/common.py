@@ -28,8 +28,10 @@ def setup_logging() -> None:
     """Progress lines on stderr, as the console script shows them in verbose mode."""
     import logging
 
+    from pipeline.io.console import QUIET_LOGGERS
+
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("py4j", "petastorm", "pyarrow"):
+    for noisy in QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

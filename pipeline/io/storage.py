@@ -120,18 +120,6 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *[p.strip("/") for p in parts]])
 
 
-def is_local(path: str) -> bool:
-    return split_uri(path)[0] in LOCAL_SCHEMES
-
-
-def local_path(path: str) -> str:
-    """The POSIX path of a local (or Databricks-mounted) path."""
-    scheme, rest = split_uri(path)
-    if scheme not in LOCAL_SCHEMES:
-        raise ValueError(f"{path} is not a local path")
-    return rest
-
-
 def exists(path: str) -> bool:
     fs, p = resolve(path)
     return fs.get_file_info(p).type != pafs.FileType.NotFound
