@@ -3,6 +3,8 @@
     mnist-pipeline run      [-c conf/cluster.yaml ...] [section.key=value ...]   # every stage, in order
     mnist-pipeline retrain  [-c ...] [section.key=value ...]   # the same, for schedulers
     mnist-pipeline ingest | train | evaluate | infer  [-c ...] [section.key=value ...]
+    mnist-pipeline tune     [-c ...] [tune.trials=20 ...]   # Optuna search; writes <tune.output>/<study>-best.yaml
+    mnist-pipeline lr-find  [-c ...] [lr_find.steps=100 ...]   # learning-rate range test; prints a suggested rate
     mnist-pipeline config [-c ...] [section.key=value ...]   # print the effective config
 
 The console shows the pipeline's progress and its report; everything else goes to a log file under

@@ -39,6 +39,11 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop", "adadelta")
 SCHEDULES = ("none", "step", "exponential", "cosine", "plateau")
 INFER_INPUT_FORMATS = ("dataset", "idx", "parquet", "images")
 INFER_OUTPUT_FORMATS = ("parquet", "delta")
+TUNE_METRICS = ("val_accuracy", "val_loss")
+TUNE_SAMPLERS = ("tpe", "random")
+TUNE_PRUNERS = ("median", "threshold", "none")
+TUNE_DISTRIBUTIONS = ("float", "int", "categorical")
+LR_FIND_SUGGESTIONS = ("steepest", "min_div_10")
 
 
 @dataclass
@@ -88,6 +93,11 @@ class ModelConfig:
     activation: str = "relu"  # relu | leaky_relu | elu | selu | tanh | sigmoid
     loss: str = "sparse_categorical_crossentropy"
     label_smoothing: float = 0.0
+    batch_norm: bool = False  # batch normalisation after each conv layer
+    # Augmentation, active in training only (0 turns each off):
+    augment_rotation: float = 10.0  # random rotation, up to this many degrees either way
+    augment_zoom: float = 0.1  # random zoom in or out, up to this fraction
+    augment_translation: float = 0.1  # random shift, up to this fraction of the height and width
 
 
 @dataclass
@@ -170,6 +180,47 @@ class RetrainConfig:
     infer: bool = True  # score infer.input with the champion after promotion
 
 
+def _default_search_space() -> dict[str, dict]:
+    return {
+        "optimizer.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+        "optimizer.name": {"type": "categorical", "choices": ["adam", "rmsprop", "sgd"]},
+        "model.dense_dropout": {"type": "float", "low": 0.1, "high": 0.5},
+        "model.dense_units.0": {"type": "int", "low": 64, "high": 256, "step": 64},
+        "train.batch_size": {"type": "categorical", "choices": [32, 64, 128]},
+    }
+
+
+@dataclass
+class TuneConfig:
+    study: str = "mnist-cnn"  # re-running with the same name continues the study
+    storage: str | None = None  # any SQLAlchemy URL; None: sqlite beside the MLflow store (optuna.db)
+    trials: int = 20  # finished trials (complete or pruned) the study should reach
+    timeout_s: float | None = None  # wall-clock budget: no trial starts after it (the one running finishes)
+    epochs: int | None = 3  # per trial; None: train.epochs
+    metric: str = "val_accuracy"  # val_accuracy (maximised) | val_loss (minimised), of the last epoch
+    sampler: str = "tpe"  # tpe | random
+    seed: int = 42  # sampler seed
+    pruner: str = "median"  # median | threshold | none
+    pruner_startup_trials: int = 2  # median: trials that finish before any is pruned
+    pruner_warmup_epochs: int = 1  # median: epochs a trial runs before it can be pruned
+    prune_threshold: float | None = None  # threshold: prune a trial whose metric is worse than this
+    output: str = "data/tune"  # <output>/<study>-best.yaml: the best trial's settings
+    register_best: bool = False  # train the best settings with train.epochs and register that model
+    # Per config key (a list element as key.N): {type: float|int, low, high, [log], [step]} or
+    # {type: categorical, choices: [...]}
+    space: dict[str, dict] = field(default_factory=_default_search_space)
+
+
+@dataclass
+class LrFindConfig:
+    min_learning_rate: float = 1e-6  # the sweep's first rate (the optimizer's actual rate, all ranks)
+    max_learning_rate: float = 1.0  # its last
+    steps: int = 100  # one batch per step; the rate grows by the same factor every step
+    smoothing: float = 0.9  # exponential moving average of the loss (bias-corrected); higher: smoother, laggier
+    diverge_factor: float = 4.0  # stop once the smoothed loss exceeds this many times its minimum
+    suggest: str = "steepest"  # steepest: where the smoothed loss falls fastest | min_div_10: minimum / 10
+
+
 @dataclass
 class LogConfig:
     verbose: bool = False  # true: every library's output on the console; false: only the pipeline's
@@ -188,6 +239,8 @@ class PipelineConfig:
     promote: PromoteConfig = field(default_factory=PromoteConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    lr_find: LrFindConfig = field(default_factory=LrFindConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -248,6 +301,11 @@ def load_config(files: list[str | Path] | None = None, overrides: list[str] | No
 
 def validate(cfg: PipelineConfig) -> None:
     """Checks values that are the right type but out of range."""
+    _validate_core(cfg)
+    _validate_tune(cfg)
+
+
+def _validate_core(cfg: PipelineConfig) -> None:
     ing = cfg.ingest
     _one_of("ingest.format", ing.format, INGEST_FORMATS)
     _one_of("ingest.csv_header", ing.csv_header, CSV_HEADER_MODES)
@@ -262,9 +320,16 @@ def validate(cfg: PipelineConfig) -> None:
     _one_of("optimizer.name", cfg.optimizer.name, OPTIMIZERS)
     _one_of("optimizer.schedule", cfg.optimizer.schedule, SCHEDULES)
     for key, value in (("model.conv_dropout", cfg.model.conv_dropout), ("model.dense_dropout", cfg.model.dense_dropout),
-                       ("model.label_smoothing", cfg.model.label_smoothing)):
+                       ("model.label_smoothing", cfg.model.label_smoothing),
+                       ("optimizer.momentum", cfg.optimizer.momentum), ("optimizer.beta_1", cfg.optimizer.beta_1),
+                       ("optimizer.beta_2", cfg.optimizer.beta_2)):
         if not 0.0 <= value < 1.0:
             raise ConfigError(f"{key} is {value}; expected a fraction in [0, 1)")
+    for key, value, top in (("model.augment_rotation", cfg.model.augment_rotation, 180.0),
+                            ("model.augment_zoom", cfg.model.augment_zoom, 1.0),
+                            ("model.augment_translation", cfg.model.augment_translation, 1.0)):
+        if not 0.0 <= value < top:
+            raise ConfigError(f"{key} is {value}; expected at least 0 (off) and below {top:g}")
     if any(n < 1 for n in cfg.model.conv_filters + cfg.model.dense_units):
         raise ConfigError("model.conv_filters and model.dense_units must hold positive sizes")
     for key, value in (("train.batch_size", cfg.train.batch_size), ("train.epochs", cfg.train.epochs)):
@@ -278,17 +343,73 @@ def validate(cfg: PipelineConfig) -> None:
         raise ConfigError(f"optimizer.learning_rate is {cfg.optimizer.learning_rate}; expected a positive number")
 
 
+def _validate_tune(cfg: PipelineConfig) -> None:
+    t, lf = cfg.tune, cfg.lr_find
+    _one_of("tune.metric", t.metric, TUNE_METRICS)
+    _one_of("tune.sampler", t.sampler, TUNE_SAMPLERS)
+    _one_of("tune.pruner", t.pruner, TUNE_PRUNERS)
+    _one_of("lr_find.suggest", lf.suggest, LR_FIND_SUGGESTIONS)
+    if t.trials < 1:
+        raise ConfigError(f"tune.trials is {t.trials}; expected at least 1")
+    if t.epochs is not None and t.epochs < 1:
+        raise ConfigError(f"tune.epochs is {t.epochs}; expected at least 1 (or null for train.epochs)")
+    if t.pruner == "threshold" and t.prune_threshold is None:
+        raise ConfigError("tune.pruner is threshold but tune.prune_threshold is not set; expected the metric value "
+                          "below which (val_accuracy) or above which (val_loss) a trial is pruned")
+    if not 0 < lf.min_learning_rate < lf.max_learning_rate:
+        raise ConfigError(f"lr_find.min_learning_rate {lf.min_learning_rate} and lr_find.max_learning_rate "
+                          f"{lf.max_learning_rate}: expected 0 < min < max")
+    if lf.steps < 10:
+        raise ConfigError(f"lr_find.steps is {lf.steps}; expected at least 10")
+    if not 0 <= lf.smoothing < 1:
+        raise ConfigError(f"lr_find.smoothing is {lf.smoothing}; expected a fraction in [0, 1)")
+    if lf.diverge_factor <= 1:
+        raise ConfigError(f"lr_find.diverge_factor is {lf.diverge_factor}; expected more than 1")
+    from pipeline.tune.space import check_space  # the space names config keys: checked against this config
+
+    check_space(t.space, cfg)
+
+
 def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key} is {value!r}; expected one of {', '.join(allowed)}")
+
+
+def apply_overrides(cfg: PipelineConfig, overrides: dict[str, Any], source: str,
+                    name_settings: bool = True) -> PipelineConfig:
+    """A copy of ``cfg`` with ``{dotted.key: value}`` set (``key.N`` sets element N of a list), validated.
+
+    Used for search-space values, which arrive as Python values rather than YAML text."""
+    import copy
+
+    out = copy.deepcopy(cfg)
+    for key, value in overrides.items():
+        _set_dotted(out, key, value, source=f"{source} {key}={value!r}")
+    try:
+        _validate_core(out)
+    except ConfigError as exc:
+        if not name_settings:
+            raise
+        settings = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+        raise ConfigError(f"{source} {settings}: {exc}") from None
+    return out
 
 
 def _set_dotted(cfg: Any, key: str, value: Any, source: str) -> None:
     parts = key.split(".")
     node = cfg
     for i, part in enumerate(parts):
-        if isinstance(node, dict):
-            node[".".join(parts[i:])] = _coerce(value, str, key, source)
+        if isinstance(node, dict):  # spark.conf.<setting>, tune.space.<config key>
+            parent, name = _parent_field(cfg, parts[:i])
+            node[".".join(parts[i:])] = _coerce(value, typing.get_args(_field_types(parent)[name])[1], key, source)
+            return
+        if isinstance(node, list) and part.isdigit() and i == len(parts) - 1:
+            # key.N: element N of a list-valued key (model.conv_filters.1=128)
+            parent, name = _parent_field(cfg, parts[:-1])
+            if int(part) >= len(node):
+                raise ConfigError(f"{source}: {'.'.join(parts[:-1])} has {len(node)} elements; there is no element "
+                                  f"{part}")
+            node[int(part)] = _coerce(value, typing.get_args(_field_types(parent)[name])[0], key, source)
             return
         if not dataclasses.is_dataclass(node) or part not in _field_types(node):
             raise ConfigError(f"{source}: unknown config key {key!r}; {_known(node, parts[:i])}")
@@ -296,6 +417,13 @@ def _set_dotted(cfg: Any, key: str, value: Any, source: str) -> None:
             _assign(node, part, value, key, source)
             return
         node = getattr(node, part)
+
+
+def _parent_field(cfg: Any, parts: list[str]) -> tuple[Any, str]:
+    node = cfg
+    for part in parts[:-1]:
+        node = getattr(node, part)
+    return node, parts[-1]
 
 
 def _merge(node: Any, data: dict, source: str, prefix: str) -> None:

@@ -37,6 +37,21 @@ def format_training(result, cfg: PipelineConfig) -> str:
     return "\n".join(lines)
 
 
+def format_tune(result, cfg: PipelineConfig) -> str:
+    lines = [f"tune: study {result.study}: {result.complete} complete, {result.pruned} pruned, {result.failed} failed "
+             f"({result.storage})"]
+    if result.best_number is None:
+        lines.append("  no trial completed yet")
+    else:
+        settings = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_params.items())
+        lines.append(f"  best: trial {result.best_number}, {result.metric} {result.best_value:.4f}: {settings}")
+        lines.append(f"  its settings: {result.best_config}  (mnist-pipeline train -c {result.best_config})")
+    lines.append(f"  MLflow: parent run {result.parent_run_id}, one nested run per trial")
+    if result.registered is not None:
+        lines.append(format_training(result.registered, cfg))
+    return "\n".join(lines)
+
+
 def format_decision(decision, cfg: PipelineConfig) -> str:
     verdict = "promoted to" if decision.promote else "not promoted; the champion stays"
     champion = f" (champion was version {decision.champion_version})" if decision.champion_version else ""

@@ -49,6 +49,24 @@ def _retrain(spark, cfg):
     return run_pipeline(spark, cfg)
 
 
+def _tune(spark, cfg):
+    from pipeline.tune.study import tune
+
+    return tune(spark, cfg)
+
+
+def _lr_find(spark, cfg):
+    from pipeline.tune.lr_find import lr_find
+
+    return lr_find(spark, cfg)
+
+
+def _format_sweep(result, cfg):
+    from pipeline.tune.lr_find import format_sweep
+
+    return format_sweep(result, cfg)
+
+
 def _reports():
     from pipeline import reports
 
@@ -66,6 +84,10 @@ STAGES: dict[str, Stage] = {
                    lambda r, cfg: _reports().format_inference(r, cfg)),
     "retrain": Stage("the whole pipeline: ingest, train, evaluate/promote, infer; exit 0 promoted or kept", _retrain,
                      lambda r, cfg: _reports().format_pipeline(r, cfg)),
+    "tune": Stage("hyperparameter search (Optuna) over the distributed training; nested MLflow runs, best YAML",
+                  _tune, lambda r, cfg: _reports().format_tune(r, cfg)),
+    "lr-find": Stage("learning-rate range test on the training ranks; plots loss vs rate, suggests a rate",
+                     _lr_find, _format_sweep),
 }
 ALIASES = {"run": "retrain"}  # `mnist-pipeline run` is what scripts/run.sh calls
 
@@ -79,7 +101,7 @@ def run_stage(name: str, cfg: PipelineConfig, spark=None) -> str:
     stage = STAGES.get(name)
     if stage is None:
         raise ValueError(f"unknown stage {name!r}; expected one of {', '.join([*STAGES, *ALIASES])}")
-    versions.check(horovod=name in ("train", "retrain"))
+    versions.check(horovod=name in ("train", "retrain", "tune", "lr-find"))
     if spark is None and stage.needs_spark:
         from pipeline.io.spark import get_spark
 

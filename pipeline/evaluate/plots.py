@@ -57,3 +57,29 @@ def misclassified_grid(images: np.ndarray, labels: np.ndarray, predicted: np.nda
     fig.suptitle(f"misclassified test images: {len(wrong)} shown")
     fig.tight_layout()
     return fig
+
+
+def lr_find_figure(sweep):
+    """Loss against learning rate (log scale) of a range test, with the two readings marked."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ax.plot(sweep.rates, sweep.losses, color="0.75", lw=1, label="loss per step (mean over ranks)")
+    ax.plot(sweep.rates, sweep.smoothed, color="C0", lw=2, label="smoothed loss")
+    ax.set_xscale("log")
+    if sweep.steepest:
+        ax.axvline(sweep.steepest, color="C2", ls="--", label=f"steepest descent {sweep.steepest:.2e}")
+    ax.axvline(sweep.minimum / 10, color="C1", ls=":", label=f"minimum / 10 {sweep.minimum / 10:.2e}")
+    finite = [v for v in sweep.smoothed if np.isfinite(v)]
+    if finite:  # keep the blow-up from flattening the interesting part
+        lowest = min(finite + [v for v in sweep.losses if np.isfinite(v)])
+        ax.set_ylim(lowest * 0.9, min(max(finite), 4 * min(finite)) * 1.1)
+    ax.set_xlabel("learning rate (effective, all ranks)")
+    ax.set_ylabel("training loss")
+    ax.set_title(f"learning-rate range test on {sweep.ranks} ranks: suggested {sweep.suggested:.2e} ({sweep.method})")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def close(fig) -> None:
+    plt.close(fig)

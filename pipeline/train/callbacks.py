@@ -5,11 +5,14 @@ Module-level classes, so they are testable on their own and the rank function st
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 
+import tensorflow as tf
 import tf_keras as keras
 
-from pipeline.config import OptimizerConfig
+from pipeline.config import LrFindConfig, OptimizerConfig
 from pipeline.evaluate.fit import accuracy_gap
 from pipeline.train import checkpoints
 from pipeline.train.model import dead_unit_fractions
@@ -58,14 +61,61 @@ class Throughput(keras.callbacks.Callback):
         logs["images_per_sec_per_rank"] = self._images / seconds
 
 
+class StopOnRequest(keras.callbacks.Callback):
+    """Stops every rank at the same batch once the driver asks (``checkpoints.request_stop``: a pruned
+    tuning trial), so no rank is left waiting in an allreduce for the others.
+
+    Rank 0 watches for the request in a background thread; every ``every`` batches all ranks take rank
+    0's answer through a Horovod broadcast (one integer) and stop together. ``stopped`` tells the epoch
+    recorder not to record the cut-short epoch.
+    """
+
+    def __init__(self, hvd, run_dir: str, every: int = 10, poll_s: float = 1.0):
+        super().__init__()
+        self._hvd, self._run_dir, self._every, self._poll_s = hvd, run_dir, every, poll_s
+        self._requested = threading.Event()
+        self._done = threading.Event()
+        self._batches = 0
+        self.stopped = False
+
+    def on_train_begin(self, logs=None):
+        if self._hvd.rank() == 0:
+            threading.Thread(target=self._watch, name="stop-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(self._poll_s):
+            try:
+                if checkpoints.stop_requested(self._run_dir):
+                    self._requested.set()
+                    return
+            except Exception:  # storage hiccup: look again next time
+                pass
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
+        if self._batches % self._every:
+            return
+        # Horovod: every rank calls this at the same batch; rank 0's answer decides for all.
+        flag = self._hvd.broadcast(tf.constant(1 if self._requested.is_set() else 0), 0, name="stop_request")
+        if int(flag):
+            self.stopped = True
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        self._done.set()
+
+
 class RankZeroRecorder(keras.callbacks.Callback):
     """Rank 0 only: dead units, checkpoint, the epoch record (the driver logs it) and the resume state."""
 
-    def __init__(self, checkpoint, run_dir: str, probe_images, ranks: int):
+    def __init__(self, checkpoint, run_dir: str, probe_images, ranks: int, stop: StopOnRequest | None = None):
         super().__init__()
         self._ckpt, self._run_dir, self._probe, self._ranks = checkpoint, run_dir, probe_images, ranks
+        self._stop = stop
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._stop is not None and self._stop.stopped:
+            return  # the driver stopped the run mid-epoch: that epoch is neither recorded nor checkpointed
         record = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
         record["images_per_sec"] = record["images_per_sec_per_rank"] * self._ranks
         if "val_accuracy" in record:  # over/under-fitting at a glance: train minus validation accuracy
@@ -91,3 +141,42 @@ class FailAfterEpoch(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 == self._epoch:
             raise RuntimeError(f"{FAIL_AFTER_EPOCH_ENV}={self._epoch}: failing on purpose after the checkpoint")
+
+
+class LearningRateSweep(keras.callbacks.Callback):
+    """The learning-rate range test: the rate grows by the same factor every batch, from
+    ``min_learning_rate`` to ``max_learning_rate`` over ``steps`` batches, and each batch's loss,
+    averaged over the ranks, is recorded. Training stops once the smoothed loss exceeds
+    ``diverge_factor`` times its minimum (or is not finite). Every rank sees the same averaged loss,
+    so all decide to stop at the same batch.
+    """
+
+    def __init__(self, hvd, cfg: LrFindConfig):
+        super().__init__()
+        self._hvd, self._cfg = hvd, cfg
+        self._factor = (cfg.max_learning_rate / cfg.min_learning_rate) ** (1.0 / (cfg.steps - 1))
+        self.rates: list[float] = []
+        self.losses: list[float] = []
+        self.diverged_at: int | None = None
+        self._average = 0.0
+        self._best = float("inf")
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # Keras reports the epoch's running mean as "loss"; reset it so each batch's own loss comes back.
+        self.model.reset_metrics()
+        rate = self._cfg.min_learning_rate * self._factor ** len(self.rates)
+        keras.backend.set_value(self.model.optimizer.learning_rate, rate)
+        self.rates.append(rate)
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Horovod: the loss of this batch averaged over every rank's batch.
+        loss = float(self._hvd.allreduce(tf.constant(float(logs["loss"])), name="lr_find_loss"))
+        self.losses.append(loss)
+        n = len(self.losses)
+        beta = self._cfg.smoothing
+        self._average = beta * self._average + (1 - beta) * loss
+        smoothed = self._average / (1 - beta ** n)
+        self._best = min(self._best, smoothed)
+        if not math.isfinite(smoothed) or (n > 1 and smoothed > self._cfg.diverge_factor * self._best):
+            self.diverged_at = n
+            self.model.stop_training = True

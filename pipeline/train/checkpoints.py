@@ -6,6 +6,7 @@ Layout of ``<train.checkpoint_dir>/<run key>/``:
   ``ckpt-<epoch>/``       TensorFlow checkpoint of model and optimizer after that epoch (rank 0 writes)
   ``final-weights.npz``   the trained weights, kept until the model is registered
   ``rank-<r>.pid``        which process is which rank; ``rank-<r>.error`` the traceback of a rank that failed
+  ``stop``                the driver asks the ranks to stop (a pruned tuning trial)
 
 Everything goes through ``pipeline.io.storage``, so local paths, HDFS, S3 and Databricks paths work the
 same for ranks and driver. TensorFlow writes a checkpoint to a local folder; it is then copied into
@@ -25,6 +26,7 @@ from pipeline.io import storage
 RUN_STATE = "state.json"
 EPOCHS = "epochs.jsonl"
 FINAL_WEIGHTS = "final-weights.npz"
+STOP = "stop"
 _CKPT_NAME = "ckpt"  # TensorFlow's prefix inside a checkpoint folder
 
 
@@ -119,3 +121,12 @@ def read_rank_errors(run_dir: str) -> dict[int, str]:
         if name.startswith("rank-") and name.endswith(".error"):
             out[int(name[5:-6])] = storage.read_text(storage.join(run_dir, name))
     return out
+
+
+def request_stop(run_dir: str) -> None:
+    """Asks the ranks of a running training to stop together (they look every few batches)."""
+    storage.write_text(storage.join(run_dir, STOP), "stop\n")
+
+
+def stop_requested(run_dir: str) -> bool:
+    return storage.exists(storage.join(run_dir, STOP))

@@ -36,14 +36,15 @@ log = logging.getLogger(__name__)
 class TrainResult:
     run_id: str
     model_name: str
-    model_version: str
-    test_accuracy: float
+    model_version: str | None  # None: not registered (a tuning trial)
+    test_accuracy: float | None  # None: not evaluated (a tuning trial)
     epochs: list[dict]
     start_epoch: int
     shard_ids: dict[int, list[str]] | None = None
     start_weights_digest: str | None = None
     experiment_id: str | None = None
     fit: str | None = None  # over/under-fitting diagnosis of the epoch records
+    stopped_after_epoch: int | None = None  # the caller's on_epoch stopped the ranks after this epoch
 
 
 def _run_identity(cfg: PipelineConfig, num_proc: int, manifest: dict) -> dict:
@@ -71,8 +72,15 @@ def _package_versions() -> dict[str, str]:
     return out
 
 
-def train(spark: SparkSession, cfg: PipelineConfig) -> TrainResult:
+def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: bool = True,
+          tags: dict[str, str] | None = None) -> TrainResult:
     """Trains with Horovod on Spark and registers the model. Resumes an unfinished identical run.
+
+    Args:
+        on_epoch: called with each epoch record while the ranks train; returning True stops every rank
+            together within a few batches (the run ends KILLED, nothing is registered). Tuning uses it to prune.
+        register: False logs the run's params and epoch metrics only: no test evaluation, no model.
+        tags: set on the MLflow run. The run is nested under the active run when there is one.
 
     Raises:
         PreflightError: dataset, cluster or tracking store not ready (before any rank starts).
@@ -98,9 +106,13 @@ def train(spark: SparkSession, cfg: PipelineConfig) -> TrainResult:
     trained_already = start_epoch >= cfg.train.epochs and bool(state.extra.get("final_weights"))
 
     run = mlflow.start_run(run_id=resume_run.info.run_id if resume_run else None, experiment_id=experiment_id,
-                           run_name=None if resume_run else cfg.mlflow.run_name)
+                           run_name=None if resume_run else cfg.mlflow.run_name,
+                           nested=mlflow.active_run() is not None)
     run_id = run.info.run_id
+    stopped_after = None
     try:
+        if tags:
+            mlflow.set_tags(tags)
         state.mlflow_run_id = run_id
         checkpoints.write_state(run_dir, state)
         if resume_run is None:
@@ -122,29 +134,33 @@ def train(spark: SparkSession, cfg: PipelineConfig) -> TrainResult:
                           dataset_root=qualify(cfg.data.root), run_dir=run_dir, ranks=n,
                           steps_per_epoch=steps_per_epoch, val_steps=val_steps,
                           threads_per_rank=pre.threads_per_rank, start_epoch=start_epoch,
-                          checkpoint=state.checkpoint if start_epoch else None)
+                          checkpoint=state.checkpoint if start_epoch else None, stoppable=on_epoch is not None)
             log.info("training: %d ranks x %d threads, %d steps/epoch of %d per rank, epochs %d-%d, run dir %s",
                      n, pre.threads_per_rank, steps_per_epoch, batch, start_epoch + 1, cfg.train.epochs, run_dir)
-            results, epochs, wall = _run_ranks(cfg, job, client, run_id, state)
+            results, epochs, wall, stopped_after = _run_ranks(cfg, job, client, run_id, state, on_epoch)
             rank0 = next(r for r in results if r and r["rank"] == 0)
             weights = rank0["weights"]
-            # Keep the result before anything else can fail: a re-run logs it instead of training again.
-            state = checkpoints.read_state(run_dir) or state
-            state.extra["final_weights"] = checkpoints.write_weights(run_dir, weights)
-            checkpoints.write_state(run_dir, state)
+            if register and stopped_after is None:
+                # Keep the result before anything else can fail: a re-run logs it instead of training again.
+                state = checkpoints.read_state(run_dir) or state
+                state.extra["final_weights"] = checkpoints.write_weights(run_dir, weights)
+                checkpoints.write_state(run_dir, state)
         log_missing_epochs(client, run_id, epochs)
 
-        from pipeline.train.model import build_model
+        if stopped_after is not None or not register:
+            result = _unregistered_result(cfg, run_id, epochs, stopped_after)
+        else:
+            from pipeline.train.model import build_model
 
-        model = build_model(cfg.model)
-        model.set_weights(weights)
-        result = _evaluate_and_register(cfg, model, run_id, epochs, wall)
+            model = build_model(cfg.model)
+            model.set_weights(weights)
+            result = _evaluate_and_register(cfg, model, run_id, epochs, wall)
         result.start_epoch = rank0["start_epoch"]
         result.start_weights_digest = rank0["start_weights_digest"]
         result.experiment_id = experiment_id
         if cfg.train.report_shards:
             result.shard_ids = {r["rank"]: r["shard_ids"] for r in results}
-        mlflow.end_run("FINISHED")
+        mlflow.end_run("KILLED" if stopped_after is not None else "FINISHED")
     except BaseException as exc:
         try:
             mlflow.end_run("FAILED")
@@ -153,8 +169,22 @@ def train(spark: SparkSession, cfg: PipelineConfig) -> TrainResult:
         if isinstance(exc, TrainingError) or not is_tracking_failure(exc, cfg.mlflow.tracking_uri):
             raise
         raise _tracking_outage(exc, cfg, run_dir) from exc
-    storage.delete(run_dir)  # the model is registered; a later identical run starts afresh
+    storage.delete(run_dir)  # the model is registered (or the run was stopped); a later identical run starts afresh
     return result
+
+
+def _unregistered_result(cfg: PipelineConfig, run_id: str, epochs: list[dict], stopped_after: int | None):
+    import mlflow
+
+    from pipeline.evaluate.fit import diagnose
+
+    fit = diagnose(epochs) if epochs else None
+    if fit:
+        mlflow.set_tag("fit_diagnosis", fit)
+    if stopped_after is not None:
+        mlflow.set_tag("stopped_after_epoch", str(stopped_after))
+    return TrainResult(run_id=run_id, model_name=cfg.mlflow.registered_model, model_version=None, test_accuracy=None,
+                       epochs=epochs, start_epoch=0, fit=fit, stopped_after_epoch=stopped_after)
 
 
 def _resume_point(cfg: PipelineConfig, client, run_dir: str, key: str):
@@ -212,30 +242,45 @@ def rank_environment(environ: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _run_ranks(cfg: PipelineConfig, job: RankJob, client, run_id: str, state) -> tuple[list, list[dict], float]:
-    """Launches the ranks and tails their epoch records; a lost rank becomes a TrainingError naming it."""
-    import horovod.spark
+def _run_ranks(cfg: PipelineConfig, job: RankJob, client, run_id: str, state, on_epoch=None):
+    """Launches the ranks and tails their epoch records; a lost rank becomes a TrainingError naming it.
 
+    Returns (the ranks' results, the epoch records, seconds, the epoch after which on_epoch stopped the
+    ranks or None)."""
     for stale in checkpoints.read_rank_errors(job.run_dir):  # from an earlier attempt
         storage.delete(storage.join(job.run_dir, f"rank-{stale}.error"))
-    tailer = EpochTailer(client, run_id, job.run_dir, cfg.train.epochs)
+    if checkpoints.stop_requested(job.run_dir):
+        storage.delete(storage.join(job.run_dir, checkpoints.STOP))
+    tailer = EpochTailer(client, run_id, job.run_dir, cfg.train.epochs, on_record=on_epoch)
     tailer.start(already_logged=job.start_epoch)
-    env = rank_environment(dict(os.environ))
     started = time.monotonic()
     try:
-        results = horovod.spark.run(
-            train_on_rank, args=(job,), num_proc=job.ranks, use_gloo=True, env=env, verbose=0,
+        results = launch_ranks(train_on_rank, job, job.ranks, job.run_dir, cfg)
+    except Exception as exc:
+        tailer.stop()
+        if isinstance(exc, TrainingError):
+            done = (checkpoints.read_state(job.run_dir) or state).completed_epoch
+            raise TrainingError(
+                f"distributed training failed after epoch {done} of {cfg.train.epochs}: {exc}\n"
+                f"The checkpoint is kept in {job.run_dir}; run the same command again to resume from epoch {done + 1}."
+            ) from exc.__cause__
+        raise
+    epochs = tailer.stop()
+    return results, epochs, time.monotonic() - started, tailer.stopped_after
+
+
+def launch_ranks(fn, job, ranks: int, run_dir: str, cfg: PipelineConfig) -> list:
+    """``horovod.spark.run(fn, job)`` on ``ranks`` Spark tasks over Gloo, with the ranks' environment.
+    A failure is a ``TrainingError`` saying which rank failed and why (from ``rank-<r>.error``)."""
+    import horovod.spark
+
+    try:
+        return horovod.spark.run(
+            fn, args=(job,), num_proc=ranks, use_gloo=True, env=rank_environment(dict(os.environ)), verbose=0,
             nics=set(cfg.train.nics) or None, start_timeout=cfg.train.start_timeout_s,
         )
     except Exception as exc:
-        tailer.stop()
-        done = (checkpoints.read_state(job.run_dir) or state).completed_epoch
-        raise TrainingError(
-            f"distributed training failed after epoch {done} of {cfg.train.epochs}: {describe_failure(exc)}"
-            f"{_rank_errors(job.run_dir, exc)}\n"
-            f"The checkpoint is kept in {job.run_dir}; run the same command again to resume from epoch {done + 1}."
-        ) from exc
-    return results, tailer.stop(), time.monotonic() - started
+        raise TrainingError(f"{describe_failure(exc)}{_rank_errors(run_dir, exc)}") from exc
 
 
 def _rank_errors(run_dir: str, exc: BaseException, lines: int = 8) -> str:

@@ -1,9 +1,13 @@
 """The CNN of the course slides, built from ``ModelConfig``.
 
-Default: raw pixels 28x28x1 -> rescale to [0, 1] -> conv(32, 3x3) -> conv(64, 3x3) -> max-pool 2x2
--> dropout -> flatten -> dense(128) -> dropout -> dense(10, softmax). Normalisation lives inside the
-model, so whatever scores it (the evaluation, ``mlflow.pyfunc.spark_udf``) feeds raw 0-255 pixels and
-cannot skew from training.
+Default: raw pixels 28x28x1 -> rescale to [0, 1] -> [augmentation] -> conv(32, 3x3) -> conv(64, 3x3)
+-> max-pool 2x2 -> dropout -> flatten -> dense(128) -> dropout -> dense(10, softmax), with optional batch
+normalisation after each conv layer. Normalisation lives inside the model, so whatever scores it (the
+evaluation, the batch-inference job) feeds raw 0-255 pixels and cannot skew from training.
+
+Augmentation (random shift, rotation, zoom) is Keras preprocessing layers inside the model: they
+transform images only when the model is called with ``training=True`` (``fit``) and pass them through
+unchanged otherwise, so the logged model's signature and its predictions do not depend on them.
 
 Each hidden activation is its own layer named ``<block>_act`` so the fraction of dead units can be
 read off it.
@@ -32,8 +36,13 @@ def build_model(cfg: ModelConfig):
     # (spark_udf, pyfunc) hand over float arrays, which a SavedModel signature must match exactly.
     inputs = keras.Input(shape=(28, 28, 1), name="image", dtype="float32")
     x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    for layer in augmentation_layers(keras, cfg):
+        x = layer(x)
     for i, filters in enumerate(cfg.conv_filters, start=1):
-        x = keras.layers.Conv2D(filters, cfg.kernel_size, name=f"conv{i}")(x)
+        # Batch norm makes the conv's bias redundant (its beta plays that part).
+        x = keras.layers.Conv2D(filters, cfg.kernel_size, use_bias=not cfg.batch_norm, name=f"conv{i}")(x)
+        if cfg.batch_norm:
+            x = keras.layers.BatchNormalization(name=f"conv{i}_bn")(x)
         x = _activation(keras, cfg.activation, f"conv{i}_act")(x)
     if cfg.conv_filters:
         x = keras.layers.MaxPooling2D(pool_size=cfg.pool_size, name="pool")(x)
@@ -45,6 +54,21 @@ def build_model(cfg: ModelConfig):
         x = keras.layers.Dropout(cfg.dense_dropout, name=f"dense{i}_dropout")(x)
     outputs = keras.layers.Dense(10, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="mnist_cnn")
+
+
+def augmentation_layers(keras, cfg: ModelConfig) -> list:
+    """The random transforms configured in ``cfg`` (none when all are 0). Pixels moved in from outside
+    the image are black (``fill_mode="constant"``), like MNIST's background, not a reflection of the digit."""
+    layers = []
+    if cfg.augment_rotation > 0:  # degrees either way; Keras takes a fraction of a full turn
+        layers.append(keras.layers.RandomRotation(cfg.augment_rotation / 360.0, fill_mode="constant",
+                                                  name="augment_rotation"))
+    if cfg.augment_zoom > 0:
+        layers.append(keras.layers.RandomZoom(cfg.augment_zoom, fill_mode="constant", name="augment_zoom"))
+    if cfg.augment_translation > 0:
+        layers.append(keras.layers.RandomTranslation(cfg.augment_translation, cfg.augment_translation,
+                                                     fill_mode="constant", name="augment_translation"))
+    return layers
 
 
 def hidden_activation_layers(model) -> list[str]:

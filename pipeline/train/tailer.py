@@ -22,18 +22,22 @@ class EpochTailer:
     """Prints each epoch record and logs it to MLflow as rank 0 writes it.
 
     A tracking server that is away does not stop training: the record stays on disk and is logged
-    later (``log_missing_epochs``).
+    later (``log_missing_epochs``). ``on_record(record) -> bool`` sees each record once; when it returns
+    True (a tuning trial to prune) the ranks are asked to stop and ``stopped_after`` holds that epoch.
     """
 
-    def __init__(self, client, run_id: str, run_dir: str, epochs: int, interval_s: float = 2.0):
+    def __init__(self, client, run_id: str, run_dir: str, epochs: int, interval_s: float = 2.0,
+                 on_record=None):
         self._client, self._run_id, self._run_dir, self._epochs = client, run_id, run_dir, epochs
         self._interval = interval_s
-        self._logged = self._printed = 0
+        self._on_record = on_record
+        self._logged = self._printed = self._judged = 0
+        self.stopped_after: int | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="epoch-tailer", daemon=True)
 
     def start(self, already_logged: int) -> None:
-        self._logged = self._printed = already_logged
+        self._logged = self._printed = self._judged = already_logged
         self._thread.start()
 
     def stop(self) -> list[dict]:
@@ -62,6 +66,12 @@ class EpochTailer:
                     record["val_loss"], record["val_accuracy"], record["learning_rate"], record["images_per_sec"],
                     record["images_per_sec_per_rank"], record["epoch_seconds"])
                 self._printed = step
+            if step > self._judged and self._on_record is not None and self.stopped_after is None:
+                self._judged = step
+                if self._on_record(record):
+                    checkpoints.request_stop(self._run_dir)
+                    self.stopped_after = step
+                    log.info("stopping the ranks after epoch %d", step)
             if step > self._logged:
                 self._client.log_batch(self._run_id, metrics=_metrics(record, int(time.time() * 1000)))
                 self._logged = step

@@ -13,7 +13,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from pipeline.config import ModelConfig, OptimizerConfig, TrainConfig
+from pipeline.config import LrFindConfig, ModelConfig, OptimizerConfig, TrainConfig
 
 
 @dataclass
@@ -29,13 +29,36 @@ class RankJob:
     threads_per_rank: int
     start_epoch: int = 0
     checkpoint: str | None = None  # prefix inside run_dir to resume from
+    stoppable: bool = False  # the driver may stop the ranks early (tuning trials); they then look every few batches
+
+
+@dataclass
+class LrFindJob:
+    """What a rank needs for the learning-rate range test."""
+
+    model: ModelConfig
+    optimizer: OptimizerConfig
+    lr_find: LrFindConfig
+    train: TrainConfig
+    dataset_root: str
+    run_dir: str
+    threads_per_rank: int
 
 
 def train_on_rank(job: RankJob):
     """Trains this rank's part. A failure leaves ``rank-<r>.error`` (the traceback) in the run folder,
     so the driver can say what went wrong without anyone opening an executor's log."""
+    return _reporting_errors(_train, job)
+
+
+def lr_find_on_rank(job: LrFindJob):
+    """Runs this rank's part of the learning-rate range test; rank 0 returns the rates and losses."""
+    return _reporting_errors(_lr_find, job)
+
+
+def _reporting_errors(fn, job):
     try:
-        return _train(job)
+        return fn(job)
     except BaseException:
         import traceback
 
@@ -59,35 +82,70 @@ def _rank_or_none() -> int | None:
         return int(os.environ["HOROVOD_RANK"]) if "HOROVOD_RANK" in os.environ else None
 
 
-def _train(job: RankJob):
+def _start_rank(run_dir: str, threads: int, seed: int):
+    """Horovod and TensorFlow set-up every rank does first; returns ``horovod.tensorflow.keras``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from pipeline.train.keras_compat import horovod_keras
 
     hvd = horovod_keras()
-    import numpy as np
     import tensorflow as tf
     import tf_keras as keras
 
     from pipeline.io import storage
-    from pipeline.io.reader import open_split
-    from pipeline.train import callbacks as cb
-    from pipeline.train import checkpoints
     from pipeline.train.devices import pin_gpu
-    from pipeline.train.model import build_model, make_loss
-    from pipeline.train.schedules import learning_rate_at, make_optimizer
 
     # Horovod: start the collective runtime (Gloo) for this process.
     hvd.init()
-    rank, size = hvd.rank(), hvd.size()
     # Horovod: one GPU per rank, by local rank, when the node has GPUs (CPU-only nodes: nothing to do).
     pin_gpu(tf, hvd.local_rank())
-    tcfg = job.train
     # Which process is which rank, for operators (and fault drills): <run_dir>/rank-<r>.pid
-    storage.write_text(storage.join(job.run_dir, f"rank-{rank}.pid"), f"{os.getpid()} {socket.gethostname()}\n")
+    storage.write_text(storage.join(run_dir, f"rank-{hvd.rank()}.pid"), f"{os.getpid()} {socket.gethostname()}\n")
     # Horovod: N ranks share the machine's cores; give each its part so they do not oversubscribe.
-    tf.config.threading.set_intra_op_parallelism_threads(job.threads_per_rank)
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    keras.utils.set_random_seed(tcfg.seed)
+    keras.utils.set_random_seed(seed)
+    return hvd
+
+
+def _lr_find(job: LrFindJob):
+    hvd = _start_rank(job.run_dir, job.threads_per_rank, job.train.seed)
+    from pipeline.io.reader import open_split
+    from pipeline.train import callbacks as cb
+    from pipeline.train.model import build_model, make_loss
+    from pipeline.train.schedules import make_optimizer
+
+    rank, size = hvd.rank(), hvd.size()
+    model = build_model(job.model)
+    # Horovod: average gradients over all ranks, as in training; the sweep sets the rate every batch.
+    optimizer = hvd.DistributedOptimizer(make_optimizer(job.optimizer, job.lr_find.min_learning_rate))
+    model.compile(optimizer=optimizer, loss=make_loss(job.model))
+    sweep = cb.LearningRateSweep(hvd, job.lr_find)
+    with open_split(job.dataset_root, "train", job.train.batch_size, cur_shard=rank, shard_count=size,
+                    num_epochs=None, shuffle_row_groups=True, shuffle_buffer=job.train.shuffle_buffer,
+                    seed=job.train.seed + rank) as train_ds:
+        # Horovod: every rank starts from rank 0's initial weights.
+        model.fit(train_ds, steps_per_epoch=job.lr_find.steps, epochs=1, verbose=0,
+                  callbacks=[hvd.callbacks.BroadcastGlobalVariablesCallback(0), sweep])
+    if rank != 0:
+        return {"rank": rank}
+    return {"rank": rank, "rates": sweep.rates, "losses": sweep.losses, "diverged_at": sweep.diverged_at,
+            "ranks": size}
+
+
+def _train(job: RankJob):
+    tcfg = job.train
+    hvd = _start_rank(job.run_dir, job.threads_per_rank, tcfg.seed)
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from pipeline.io.reader import open_split
+    from pipeline.train import callbacks as cb
+    from pipeline.train import checkpoints
+    from pipeline.train.model import build_model, make_loss
+    from pipeline.train.schedules import learning_rate_at, make_optimizer
+
+    rank, size = hvd.rank(), hvd.size()
 
     model = build_model(job.model)
     optimizer = make_optimizer(job.optimizer, learning_rate_at(job.start_epoch, job.optimizer, size, tcfg.epochs))
@@ -125,6 +183,10 @@ def _train(job: RankJob):
             callbacks.append(keras.callbacks.ReduceLROnPlateau(
                 monitor="val_loss", factor=job.optimizer.decay_rate, patience=job.optimizer.plateau_patience,
                 min_lr=job.optimizer.min_learning_rate))
+        stop = None
+        if job.stoppable:
+            stop = cb.StopOnRequest(hvd, job.run_dir)
+            callbacks.append(stop)
         if tcfg.early_stopping_patience > 0:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=tcfg.early_stopping_patience, restore_best_weights=True))
@@ -132,7 +194,7 @@ def _train(job: RankJob):
         if rank == 0:
             with open_split(job.dataset_root, "val", tcfg.dead_unit_batch, num_epochs=1) as probe_ds:
                 probe_images = next(iter(probe_ds))[0]
-            callbacks.append(cb.RankZeroRecorder(ckpt, job.run_dir, probe_images, size))
+            callbacks.append(cb.RankZeroRecorder(ckpt, job.run_dir, probe_images, size, stop))
             fail_after = os.environ.get(cb.FAIL_AFTER_EPOCH_ENV)
             if fail_after:
                 callbacks.append(cb.FailAfterEpoch(int(fail_after)))

@@ -17,12 +17,49 @@ def test_default_model_is_the_course_cnn():
     # conv 3x3x1x32+32, conv 3x3x32x64+64, dense 12*12*64*128+128, dense 128*10+10
     assert model.count_params() == 320 + 18_496 + 1_179_776 + 1_290 == 1_199_882
     kinds = [type(layer).__name__ for layer in model.layers]
-    assert kinds == ["InputLayer", "Rescaling", "Conv2D", "Activation", "Conv2D", "Activation", "MaxPooling2D",
+    assert kinds == ["InputLayer", "Rescaling", "RandomRotation", "RandomZoom", "RandomTranslation",
+                     "Conv2D", "Activation", "Conv2D", "Activation", "MaxPooling2D",
                      "Dropout", "Flatten", "Dense", "Activation", "Dropout", "Dense"]
     assert model.get_layer("pool").output_shape == (None, 12, 12, 64)
     probs = model.predict(_DIGITS, verbose=0)
     assert probs.shape == (4, 10)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_augmentation_changes_training_inputs_only():
+    """The augmentation layers move pixels under fit (training=True) and are the identity otherwise, so a
+    model with them predicts exactly what the same weights predict without them."""
+    augmented = build_model(ModelConfig())
+    plain = build_model(ModelConfig(augment_rotation=0, augment_zoom=0, augment_translation=0))
+    assert len(augmented.layers) == len(plain.layers) + 3  # the three augmentation layers carry no weights
+    plain.set_weights(augmented.get_weights())
+    first = augmented.predict(_DIGITS, verbose=0)
+    np.testing.assert_array_equal(first, augmented.predict(_DIGITS, verbose=0))
+    np.testing.assert_allclose(first, plain.predict(_DIGITS, verbose=0), rtol=1e-6)
+    images = np.asarray(_DIGITS, dtype=np.float32)
+    before = augmented.get_layer("rescale")(images)
+    after = before
+    for name in ("augment_rotation", "augment_zoom", "augment_translation"):
+        after = augmented.get_layer(name)(after, training=True)
+        np.testing.assert_array_equal(augmented.get_layer(name)(before, training=False), before)
+    assert not np.allclose(after, before)
+
+
+def test_each_augmentation_can_be_turned_off_alone():
+    model = build_model(ModelConfig(augment_rotation=0, augment_zoom=0.2, augment_translation=0))
+    names = [layer.name for layer in model.layers if layer.name.startswith("augment_")]
+    assert names == ["augment_zoom"]
+    assert model.get_layer("augment_zoom").height_factor == 0.2
+
+
+def test_batch_norm_follows_each_conv_and_replaces_its_bias():
+    model = build_model(ModelConfig(batch_norm=True))
+    names = [layer.name for layer in model.layers]
+    assert names.index("conv1_bn") == names.index("conv1") + 1
+    assert names.index("conv2_act") == names.index("conv2_bn") + 1
+    assert model.get_layer("conv1").use_bias is False
+    # conv weights lose their biases (32 + 64), batch norm adds 4 per channel (2 trainable, 2 moving)
+    assert model.count_params() == 1_199_882 - 96 + 4 * 96
 
 
 def test_model_normalises_raw_pixels_inside():
