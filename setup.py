@@ -24,6 +24,7 @@ setup(
         "mlflow>=2.13,<4",
         "PyYAML>=6",
         "matplotlib>=3.7",
+        "optuna>=4,<6",  # mnist-pipeline tune; not on Databricks 15.4 ML, installs beside it (SQLAlchemy>=1.4.2)
     ],
     extras_require={"spark": ["pyspark>=3.5,<3.6"]},
     entry_points={"console_scripts": ["mnist-pipeline=pipeline.cli:main"]},
