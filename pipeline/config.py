@@ -89,7 +89,7 @@ class ModelConfig:
     pool_size: int = 2
     conv_dropout: float = 0.25
     dense_units: list[int] = field(default_factory=lambda: [128])  # one hidden dense layer per entry
-    dense_dropout: float = 0.5
+    dense_dropout: float = 0.25
     activation: str = "relu"  # relu | leaky_relu | elu | selu | tanh | sigmoid
     loss: str = "sparse_categorical_crossentropy"
     label_smoothing: float = 0.0
@@ -103,7 +103,7 @@ class ModelConfig:
 @dataclass
 class OptimizerConfig:
     name: str = "adam"  # adam | sgd | rmsprop | adadelta
-    learning_rate: float = 0.001  # for one rank; multiplied by the number of ranks when scale_by_ranks
+    learning_rate: float = 0.002  # for one rank; multiplied by the number of ranks when scale_by_ranks
     scale_by_ranks: bool = True
     momentum: float = 0.9  # sgd and rmsprop
     nesterov: bool = False  # sgd
@@ -111,7 +111,7 @@ class OptimizerConfig:
     beta_2: float = 0.999  # adam
     epsilon: float = 1e-7
     warmup_epochs: float = 1.0  # ramp from learning_rate to the scaled rate over this many epochs
-    schedule: str = "none"  # none | step | exponential | cosine | plateau
+    schedule: str = "cosine"  # none | step | exponential | cosine | plateau
     decay_rate: float = 0.5  # step: factor every decay_epochs; exponential: factor per decay_epochs
     decay_epochs: float = 5.0
     min_learning_rate: float = 1e-6  # floor for cosine and plateau
@@ -121,8 +121,8 @@ class OptimizerConfig:
 @dataclass
 class TrainConfig:
     num_proc: int | None = None  # Horovod ranks; None: Spark's default parallelism, capped by the row groups
-    batch_size: int = 64  # per rank
-    epochs: int = 3
+    batch_size: int = 128  # per rank
+    epochs: int = 20
     steps_per_epoch: int | None = None  # None: one pass over the train split per epoch (over all ranks)
     validation_steps: int | None = None  # None: one pass over the val split per epoch
     early_stopping_patience: int = 0  # epochs without val-loss improvement before stopping; 0: off
@@ -131,6 +131,8 @@ class TrainConfig:
     checkpoint_dir: str = "data/checkpoints"  # every rank and the driver must reach it
     resume: bool = True  # an unfinished run with the same settings continues from its last epoch
     threads_per_rank: int | None = None  # None: the driver's cores divided by the ranks, at least 1
+    fp16_allreduce: bool = False  # Horovod: send gradients as float16 (half the bytes per allreduce)
+    backward_passes_per_step: int = 1  # Horovod: accumulate this many batches' gradients per allreduce
     nics: list[str] = field(default_factory=lambda: ["lo"])  # Horovod/Gloo interfaces; [] lets Horovod pick
     start_timeout_s: int = 120
     dead_unit_batch: int = 256  # validation images used to count dead ReLU units each epoch

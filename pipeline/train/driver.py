@@ -138,6 +138,7 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
             log.info("training: %d ranks x %d threads, %d steps/epoch of %d per rank, epochs %d-%d, run dir %s",
                      n, pre.threads_per_rank, steps_per_epoch, batch, start_epoch + 1, cfg.train.epochs, run_dir)
             results, epochs, wall, stopped_after = _run_ranks(cfg, job, client, run_id, state, on_epoch)
+            log.info("ranks finished: %.1f s of training, %d epoch records", wall, len(epochs))
             rank0 = next(r for r in results if r and r["rank"] == 0)
             weights = rank0["weights"]
             if register and stopped_after is None:
@@ -313,11 +314,17 @@ def _evaluate_and_register(cfg: PipelineConfig, model, run_id: str, epochs: list
     from pipeline.evaluate.report import log_test_report, predict_test_split
     from pipeline.train.registration import log_and_register
 
+    marks = [time.monotonic()]
     images, labels, probs = predict_test_split(model, qualify(cfg.data.root))
+    marks.append(time.monotonic())
     report = log_test_report(images, labels, probs, epochs, cfg.train.misclassified_examples,
                              extra_metrics={"train_wall_seconds": wall})
     fit = diagnose(epochs)
     mlflow.set_tag("fit_diagnosis", fit)
+    marks.append(time.monotonic())
     version = log_and_register(model, images, cfg.mlflow, run_id, report.accuracy)
+    marks.append(time.monotonic())
+    log.info("after training: test split predicted in %.1f s, metrics and plots logged in %.1f s, model logged and "
+             "registered in %.1f s", *(b - a for a, b in zip(marks, marks[1:])))
     return TrainResult(run_id=run_id, model_name=cfg.mlflow.registered_model, model_version=version,
                        test_accuracy=report.accuracy, epochs=epochs, start_epoch=0, fit=fit)

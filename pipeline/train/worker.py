@@ -150,7 +150,9 @@ def _train(job: RankJob):
     model = build_model(job.model)
     optimizer = make_optimizer(job.optimizer, learning_rate_at(job.start_epoch, job.optimizer, size, tcfg.epochs))
     # Horovod: average gradients over all ranks with allreduce before they are applied.
-    optimizer = hvd.DistributedOptimizer(optimizer)
+    compression = hvd.Compression.fp16 if tcfg.fp16_allreduce else hvd.Compression.none
+    optimizer = hvd.DistributedOptimizer(optimizer, compression=compression,
+                                         backward_passes_per_step=tcfg.backward_passes_per_step)
     model.compile(optimizer=optimizer, loss=make_loss(job.model), metrics=["accuracy"])
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
     if job.checkpoint:

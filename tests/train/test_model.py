@@ -118,7 +118,8 @@ def test_warmup_scales_by_ranks_linearly():
     assert learning_rate_at(0, opt, ranks=4, total_epochs=10) == pytest.approx(0.01)
     assert learning_rate_at(1, opt, ranks=4, total_epochs=10) == pytest.approx(0.025)
     assert learning_rate_at(5, opt, ranks=4, total_epochs=10) == pytest.approx(0.04)
-    assert learning_rate_at(5, OptimizerConfig(learning_rate=0.01, scale_by_ranks=False), 4, 10) == pytest.approx(0.01)
+    unscaled = OptimizerConfig(learning_rate=0.01, scale_by_ranks=False, schedule="none")
+    assert learning_rate_at(5, unscaled, 4, 10) == pytest.approx(0.01)
 
 
 def test_decay_schedules():

@@ -15,7 +15,7 @@ from tests.conftest import make_config, small_idx_inputs
 from tests.helpers import read_split, train_config
 from tests.mlflow_server import MlflowServer
 
-# Measured on the sample (2 ranks, 2 epochs, defaults): 0.958 test accuracy. The bar leaves margin.
+# Measured on the sample (2 ranks, 1 epoch, defaults): 0.892 test accuracy; 2 epochs do better. The bar leaves margin.
 TEST_ACCURACY_BAR = 0.90
 
 
@@ -29,6 +29,7 @@ def tracking_server(tmp_path_factory):
 def test_two_ranks_train_track_and_register(spark, sample_dataset, tracking_server, tmp_path):
     root, _ = sample_dataset
     cfg = train_config(tmp_path, root, tracking_server.uri, report_shards=True)
+    cfg.optimizer.schedule = "none"  # the rank-scaled rate itself, not a decay of it, is checked below
     result = train(spark, cfg)
 
     # the ranks read disjoint shards whose union is the train split
@@ -52,7 +53,7 @@ def test_two_ranks_train_track_and_register(spark, sample_dataset, tracking_serv
         history = client.get_metric_history(result.run_id, name)
         assert [m.step for m in history] == [1, 2], name
     lr = [m.value for m in client.get_metric_history(result.run_id, "learning_rate")]
-    assert lr[-1] == pytest.approx(0.002)  # 0.001 per rank x 2 ranks, after warm-up
+    assert lr[-1] == pytest.approx(0.004)  # 0.002 per rank x 2 ranks, after warm-up
     assert run.data.metrics["test_accuracy"] == pytest.approx(result.test_accuracy)
     last = result.epochs[-1]
     assert run.data.metrics["accuracy_gap"] == pytest.approx(last["accuracy"] - last["val_accuracy"])

@@ -55,7 +55,7 @@ def test_sampled_values_become_config_values_lists_included():
     tcfg = trial_config(cfg, values, 7)
     assert (tcfg.optimizer.learning_rate, tcfg.model.conv_filters, tcfg.model.dense_units) == (3e-3, [16, 32], [192])
     assert (tcfg.train.epochs, tcfg.mlflow.run_name) == (2, "mnist-cnn-trial-7")
-    assert cfg.model.dense_units == [128] and cfg.train.epochs == 3  # the base config is left as it was
+    assert cfg.model.dense_units == [128] and cfg.train.epochs == 20  # the base config is left as it was
     # A config file sets lists whole, so the best-settings YAML does too.
     assert search_space.as_config_sections(tcfg, values) == {
         "optimizer": {"learning_rate": 3e-3, "name": "sgd"},
