@@ -115,9 +115,11 @@ def lr_find(spark, cfg: PipelineConfig) -> Sweep:
         mlflow.log_params({**{f"lr_find.{k}": v for k, v in vars(lf).items()}, "horovod.num_proc": sweep.ranks,
                            "train.batch_size": cfg.train.batch_size, "optimizer.name": cfg.optimizer.name,
                            "optimizer.scale_by_ranks": cfg.optimizer.scale_by_ranks})
+        import time
+
         from mlflow.entities import Metric
 
-        now = 0
+        now = int(time.time() * 1000)
         metrics = []
         for step, (rate, loss, smoothed) in enumerate(zip(sweep.rates, sweep.losses, sweep.smoothed), start=1):
             for key, value in (("lr_find_learning_rate", rate), ("lr_find_loss", loss),

@@ -35,7 +35,7 @@ from pipeline.tune import space as search_space
 log = logging.getLogger(__name__)
 
 _PARENT_RUN_ATTR = "mlflow_parent_run_id"
-_INTERRUPTED_ATTR = "interrupted"
+_RETRY_ATTR = "retry_of"  # on a trial that re-runs the settings of an interrupted one: that trial's number
 
 
 @dataclass
@@ -118,14 +118,14 @@ def open_study(cfg: PipelineConfig):
 
 
 def _recover_interrupted(study) -> int:
-    """Trials left RUNNING by a killed study: marked failed (interrupted) and queued to run again first."""
+    """Trials left RUNNING by a killed study: marked failed and queued to run again first (the retry
+    carries ``retry_of``), through Optuna's public ``tell`` and ``enqueue_trial``."""
     from optuna.trial import TrialState
 
     count = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(trial._trial_id, _INTERRUPTED_ATTR, True)
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        study.tell(trial.number, state=TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={_RETRY_ATTR: trial.number})
         log.info("trial %d was interrupted (the study was stopped while it ran); trying its settings again",
                  trial.number)
         count += 1
@@ -133,12 +133,15 @@ def _recover_interrupted(study) -> int:
 
 
 def _finished(study) -> int:
-    """Trials that count toward ``tune.trials``: complete, pruned, or failed for a reason of their own."""
+    """Trials that count toward ``tune.trials``: complete, pruned, or failed for a reason of their own
+    (an interrupted trial does not count; its retry does)."""
     from optuna.trial import TrialState
 
-    return sum(1 for t in study.get_trials(deepcopy=False)
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs[_RETRY_ATTR] for t in trials if _RETRY_ATTR in t.user_attrs}
+    return sum(1 for t in trials
                if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-               or (t.state == TrialState.FAIL and not t.user_attrs.get(_INTERRUPTED_ATTR)))
+               or (t.state == TrialState.FAIL and t.number not in retried))
 
 
 def trial_config(cfg: PipelineConfig, overrides: dict, number: int) -> PipelineConfig:

@@ -152,7 +152,7 @@ def test_a_killed_study_resumes_its_interrupted_trial_and_finishes(sample_datase
     assert "trial 0 was interrupted" in second.stderr
     trials = _trials(cfg)
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
-    assert trials[0].user_attrs["interrupted"] is True
+    assert trials[1].user_attrs["retry_of"] == 0
     assert trials[1].params["optimizer.learning_rate"] == lr  # the interrupted settings ran again first ...
     client = MlflowClient(cfg.mlflow.tracking_uri)
     retried = client.get_run(trials[1].user_attrs["mlflow_run_id"])
