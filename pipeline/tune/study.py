@@ -106,6 +106,10 @@ def open_study(cfg: PipelineConfig):
                                     sampler=_sampler(cfg), pruner=_pruner(cfg), load_if_exists=True)
     except ValueError as exc:  # optuna: the stored direction differs
         raise ConfigError(f"study {cfg.tune.study!r} in {storage_url}: {exc}; use another tune.study name") from None
+    except Exception as exc:  # SQLAlchemy: a malformed URL, a missing driver, a database that does not answer
+        raise ConfigError(f"tune.storage {storage_url}: cannot open the study database ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0]}); expected a SQLAlchemy URL such as sqlite:///path/optuna.db "
+                          "or null for SQLite beside the MLflow store") from None
     if study.direction.name.lower() != direction:
         raise ConfigError(f"study {cfg.tune.study!r} in {storage_url} was created to {study.direction.name.lower()} "
                           f"its metric, but tune.metric {cfg.tune.metric} is to {direction}; use another tune.study")

@@ -73,3 +73,11 @@ def test_a_list_element_can_be_overridden_on_the_command_line():
 def test_apply_overrides_validates_and_names_the_source():
     with pytest.raises(ConfigError, match=r"trial 3: optimizer\.learning_rate=-1\.0"):
         apply_overrides(PipelineConfig(), {"optimizer.learning_rate": -1.0, "train.epochs": 2}, source="trial 3:")
+
+
+def test_a_study_database_that_cannot_be_opened_names_tune_storage(tmp_path):
+    from pipeline.tune.study import open_study
+
+    cfg = load_config(overrides=["tune.storage=nosuchdb://host/x"])
+    with pytest.raises(ConfigError, match=r"tune\.storage nosuchdb://host/x: cannot open the study database"):
+        open_study(cfg)
