@@ -6,6 +6,10 @@
 # imports this module first, so every one of them is covered.
 import pyarrow_hotfix as _pyarrow_hotfix  # noqa: F401
 
+from pipeline.io.pyworker import speed_up_worker as _speed_up_worker
+
+_speed_up_worker()  # only inside a Spark Python worker on Python 3.10/3.11; see pipeline/io/pyworker.py
+
 __version__ = "0.1.0"
 
 
