@@ -69,6 +69,12 @@ def test_two_ranks_train_track_and_register(spark, sample_dataset, tracking_serv
     assert version.tags["test_accuracy"] == f"{result.test_accuracy:.4f}"
     mlflow.set_tracking_uri(tracking_server.uri)
     loaded = mlflow.pyfunc.load_model(f"models:/{cfg.mlflow.registered_model}/{result.model_version}")
+    # the serving requirements are named (not inferred by loading the model again), pinned to this stack
+    from importlib.metadata import version as installed
+
+    requirements = mlflow.pyfunc.get_model_dependencies(f"models:/{cfg.mlflow.registered_model}/{result.model_version}")
+    pins = set(open(requirements).read().split())
+    assert f"tensorflow=={installed('tensorflow')}" in pins and f"tf-keras=={installed('tf-keras')}" in pins
     test_rows = read_split(root, "test")[:200]
     images = np.stack([np.frombuffer(r[1], dtype=np.uint8).reshape(28, 28, 1) for r in test_rows]).astype(np.float32)
     probs = np.asarray(loaded.predict(images))
