@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass
 
@@ -30,6 +31,25 @@ from pipeline.train.tailer import EpochTailer, log_missing_epochs
 from pipeline.train.worker import RankJob, train_on_rank
 
 log = logging.getLogger(__name__)
+
+
+def _import_evaluation_modules() -> None:
+    """Imports what evaluating and logging the model needs (TensorFlow, Keras, MLflow's TensorFlow flavour,
+    plotting): about 3 s of start-up that otherwise falls between the ranks' end and the evaluation."""
+    try:
+        import mlflow.tensorflow  # noqa: F401
+
+        import pipeline.evaluate.report  # noqa: F401
+        import pipeline.train.model  # noqa: F401
+    except Exception:  # the main thread imports them again and reports what is wrong
+        log.debug("importing the evaluation modules ahead failed", exc_info=True)
+
+
+def _prepare_evaluation() -> threading.Thread:
+    """Starts ``_import_evaluation_modules`` in the background while the ranks train (the driver waits)."""
+    thread = threading.Thread(target=_import_evaluation_modules, name="import-for-evaluation", daemon=True)
+    thread.start()
+    return thread
 
 
 @dataclass
@@ -137,6 +157,8 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
                           checkpoint=state.checkpoint if start_epoch else None, stoppable=on_epoch is not None)
             log.info("training: %d ranks x %d threads, %d steps/epoch of %d per rank, epochs %d-%d, run dir %s",
                      n, pre.threads_per_rank, steps_per_epoch, batch, start_epoch + 1, cfg.train.epochs, run_dir)
+            if register:
+                _prepare_evaluation()
             results, epochs, wall, stopped_after = _run_ranks(cfg, job, client, run_id, state, on_epoch)
             log.info("ranks finished: %.1f s of training, %d epoch records", wall, len(epochs))
             rank0 = next(r for r in results if r and r["rank"] == 0)
