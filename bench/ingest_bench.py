@@ -6,9 +6,12 @@ Both start from the same gzipped IDX files and end with Parquet on local disk ho
 the baseline only parses and writes. Spark start-up is excluded (a warm-up ingest runs first).
 
     .venv/bin/python bench/ingest_bench.py [--input /usr/share/datasets/fashion-mnist] [--master local[*]]
+    .venv/bin/python bench/ingest_bench.py --synthetic 1000000     # 1M images made by bench/synth.py
 
 The default input is Fashion-MNIST (70,000 images, MNIST's IDX format) from the Debian package
-``dataset-fashion-mnist`` (``apt-get install dataset-fashion-mnist``).
+``dataset-fashion-mnist`` (``apt-get install dataset-fashion-mnist``). ``--synthetic N`` makes N
+shifted/rotated copies of the embedded sample's digits as gzipped IDX files of 10,000 images (plus a
+10,000-image test set) first; making them is not timed.
 """
 
 from __future__ import annotations
@@ -44,10 +47,13 @@ def baseline(input_dir: Path, out: Path, rows_per_group: int) -> int:
     """Single process: gunzip + parse with numpy, hash ids, write one Parquet file per split."""
     total = 0
     for split, prefix in (("train", "train"), ("test", "t10k")):
-        x, y = formats.parse_idx_pair(
-            (input_dir / f"{prefix}-images-idx3-ubyte.gz").read_bytes(), prefix,
-            (input_dir / f"{prefix}-labels-idx1-ubyte.gz").read_bytes(), prefix,
-        )
+        xs, ys = [], []
+        for images in sorted(input_dir.glob(f"{prefix}*-images-idx3-ubyte.gz")):
+            labels = images.with_name(images.name.replace("images-idx3", "labels-idx1"))
+            x, y = formats.parse_idx_pair(images.read_bytes(), images.name, labels.read_bytes(), labels.name)
+            xs.append(x)
+            ys.append(y)
+        x, y = np.concatenate(xs), np.concatenate(ys)
         ids = [hashlib.sha256(row.tobytes()).hexdigest()[:32] for row in x]
         table = pa.table({
             "id": pa.array(ids, pa.string()),
@@ -65,21 +71,34 @@ def main() -> None:
     parser.add_argument("--input", type=Path, default=FASHION_MNIST)
     parser.add_argument("--master", default="local[*]")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--synthetic", type=int, default=0, metavar="N",
+                        help="make N synthetic images (bench/synth.py) and use them as the input")
+    parser.add_argument("--results", default="ingest", help="name of the JSON file under bench/results/")
     args = parser.parse_args()
-    require_idx_input(args.input)
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
+    if args.synthetic:
+        import synth
+
+        x, y = formats.parse_idx_pair((SAMPLE / "train-images-idx3-ubyte.gz").read_bytes(), "train",
+                                      (SAMPLE / "train-labels-idx1-ubyte.gz").read_bytes(), "train")
+        args.input = work / "input"
+        synth.generate(x, y, args.synthetic, args.input, prefix="train", seed=1)
+        synth.generate(x, y, 10_000, args.input, prefix="t10k", seed=2)
+    else:
+        require_idx_input(args.input)
     cfg = PipelineConfig()
     cfg.spark.master = args.master
     cfg.spark.progress_interval_s = 0
+    cfg.spark.conf["spark.driver.memory"] = "4g"  # local mode: the executors live in the driver JVM
     spark = get_spark(cfg.spark)
     try:
         cfg.data.root = str(work / "warmup")
         cfg.ingest.train, cfg.ingest.test = str(SAMPLE / "train-*"), str(SAMPLE / "t10k-*")
         ingest(spark, cfg)
 
-        cfg.ingest.train, cfg.ingest.test = str(args.input / "train-*-ubyte.gz"), str(args.input / "t10k-*-ubyte.gz")
+        cfg.ingest.train, cfg.ingest.test = str(args.input / "train*-ubyte.gz"), str(args.input / "t10k*-ubyte.gz")
         pipe_times, base_times = [], []
         for i in range(args.repeats):
             cfg.data.root = str(work / f"pipeline-{i}")
@@ -103,8 +122,9 @@ def main() -> None:
         print(f"ratio pipeline/baseline throughput: {base / pipe:.2f}")
         print("splits: " + ", ".join(f"{s} {v['rows']:,} rows in {v['row_groups']} row groups"
                                      for s, v in manifest["splits"].items()))
-        path = write_results("ingest", {
-            "benchmark": "bench/ingest_bench.py", "rows": rows, "input": str(args.input), "spark_master": args.master,
+        path = write_results(args.results, {
+            "benchmark": "bench/ingest_bench.py", "rows": rows,
+            "input": f"synthetic: {args.synthetic:,} + 10,000 images (bench/synth.py)" if args.synthetic else str(args.input), "spark_master": args.master,
             "repeats": args.repeats, "pipeline_seconds": pipe_times, "baseline_seconds": base_times,
             "pipeline_rows_per_sec": pipe_rows / pipe, "baseline": "numpy + pyarrow, one process, same files",
             "baseline_rows_per_sec": rows / base, "ratio": base / pipe,

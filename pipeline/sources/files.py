@@ -1,13 +1,13 @@
 """Reading raw MNIST sources in Spark: files -> parse units -> parsed rows, on the executors.
 
 Shared by ingest (where a bad file stops the run) and batch inference (where it becomes a reject).
-``plan_units`` resolves a path pattern on the driver; ``parse_inputs`` reads the files with Spark's
-binaryFile source and parses each unit (an IDX images/labels pair, or one text file) in one task.
+``plan_units`` resolves a path pattern on the driver; ``parse_inputs`` parses on the executors: IDX
+pairs read through the storage layer (a big uncompressed pair split into record ranges, one task
+each), text files through Spark's binaryFile source, one task per file.
 """
 
 from __future__ import annotations
 
-import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -39,8 +39,9 @@ def plan_units(fs: HadoopFS, fmt: str, split: str, pattern: str, key: str | None
         if f.size == 0:  # Spark's file sources skip empty files, so catch them here
             raise InputError(f"{display_path(f.path)}: file is empty; expected {fmt.upper()} data")
     if fmt != "idx":
-        return [{"path": f.path, "unit": f.path, "split": split, "role": fmt} for f in files]
+        return [{"path": f.path, "unit": f.path, "split": split, "role": fmt, "size": f.size} for f in files]
     units: dict[str, dict[str, str]] = {}
+    sizes = {f.path: f.size for f in files}
     for f in files:
         name = f.path.rsplit("/", 1)[-1]
         if _IMAGES_TAG in name:
@@ -61,62 +62,295 @@ def plan_units(fs: HadoopFS, fmt: str, split: str, pattern: str, key: str | None
                 raise InputError(
                     f"{display_path(roles[role])}: no matching {partner} file (expected {display_path(expected)})"
                 )
-        rows += [{"path": roles[r], "unit": unit, "split": split, "role": r} for r in ("images", "labels")]
+        rows += [{"path": roles[r], "unit": unit, "split": split, "role": r, "size": sizes[roles[r]]}
+                 for r in ("images", "labels")]
     return rows
 
 
-def _parse_unit_fn(fmt: str, csv_header: str, rows_parsed):
-    """Returns the function applied to each unit's files on an executor."""
+STAGED_SCHEMA = "id string, split string, source string, idx long, label int, image binary"
+_BATCH_ROWS = 8192
 
-    def parse(pdf: pd.DataFrame) -> pd.DataFrame:
+
+class _Sink:
+    """Where one parse task's images go: back to Spark as Arrow batches of ``PARSED_SCHEMA`` rows, or,
+    with ``staged_dir`` (ingest), into a Parquet file of the task's own there (``STAGED_SCHEMA``: the
+    images with their ids), so that only the per-file rows cross from Python to the JVM. The file's
+    name comes from the task's number, so a retried task replaces its earlier attempt's file."""
+
+    def __init__(self, staged_dir: str | None, task: int, rows_parsed):
+        self.staged_dir, self.task, self.rows_parsed = staged_dir, task, rows_parsed
+        self.parts = []
+
+    def images(self, split: str, source: str, first: int, x, y):
+        """Yields the Arrow batches to send (none when staging)."""
+        import numpy as np
+
+        x = np.ascontiguousarray(x)
+        self.rows_parsed.add(len(y))
+        if self.staged_dir is not None:
+            self.parts.append((split, source, first, x, y))
+            return
+        import pyarrow as pa
+
+        schema = arrow_schema(PARSED_SCHEMA)
+        for a in range(0, len(y), _BATCH_ROWS):
+            xs, ys = x[a:a + _BATCH_ROWS], y[a:a + _BATCH_ROWS]
+            n = len(ys)
+            yield pa.RecordBatch.from_arrays([
+                pa.repeat("image", n), pa.nulls(n, pa.string()), pa.repeat(split, n), pa.repeat(source, n),
+                pa.array(np.arange(first + a, first + a + n, dtype=np.int64)), pa.array(ys.astype(np.int32)),
+                _binary_column(xs), pa.nulls(n, pa.string()), pa.nulls(n, pa.int64()), pa.nulls(n, pa.int64()),
+                pa.nulls(n, pa.string()),
+            ], schema=schema)
+
+    def close(self) -> None:
+        """Writes the staged file (write-then-move, so a reader never sees half of it)."""
+        if self.staged_dir is None or not self.parts:
+            return
+        import hashlib
+
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from pipeline.io import storage
+
+        tables = []
+        for split, source, first, x, y in self.parts:
+            n = len(y)
+            tables.append(pa.table({
+                "id": pa.array([hashlib.sha256(row).hexdigest()[:32] for row in x], pa.string()),
+                "split": pa.repeat(split, n), "source": pa.repeat(source, n),
+                "idx": pa.array(np.arange(first, first + n, dtype=np.int64)),
+                "label": pa.array(y.astype(np.int32)), "image": _binary_column(x),
+            }))
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.concat_tables(tables), sink, use_dictionary=["split", "source"], compression="snappy",
+                       write_statistics=["id", "split", "source", "idx", "label"])
+        storage.write_bytes(storage.join(self.staged_dir, f"part-{self.task:05d}.parquet"),
+                            sink.getvalue().to_pybytes())
+
+
+def _binary_column(x):
+    """An ``(n, 784)`` uint8 array as an Arrow binary column on the same memory (no object per image)."""
+    import numpy as np
+    import pyarrow as pa
+
+    n, width = x.shape
+    offsets = pa.py_buffer(np.arange(n + 1, dtype=np.int32) * width)
+    return pa.Array.from_buffers(pa.binary(), n, [None, offsets, pa.py_buffer(np.ascontiguousarray(x))])
+
+
+def arrow_schema(ddl: str):
+    import pyarrow as pa
+
+    types = {"string": pa.string(), "long": pa.int64(), "int": pa.int32(), "binary": pa.binary()}
+    return pa.schema([(name, types[kind]) for name, kind in (p.split() for p in ddl.split(", "))])
+
+
+def _meta_batch(rows: list[dict]):
+    import pyarrow as pa
+
+    return pa.RecordBatch.from_pylist(rows, schema=arrow_schema(PARSED_SCHEMA))
+
+
+def _parse_text_fn(fmt: str, csv_header: str, files: dict[str, tuple[int, str, str]], staged_dir, rows_parsed):
+    """Returns the ``mapInArrow`` function that parses text files (LIBSVM or CSV), one per row of Spark's
+    binaryFile source; ``files`` maps each path to (task number, split, role)."""
+
+    def run(batches):
         import hashlib
 
         from pipeline.errors import InputError as Err
         from pipeline.io.fs import display_path as display
         from pipeline.sources import formats as fm
 
-        files = {row.role: row for row in pdf.itertuples(index=False)}
-        meta = [
-            {
-                "kind": "file", "role": r.role, "split": r.split, "source": r.path,
-                "sha256": hashlib.sha256(r.content).hexdigest(), "nbytes": len(r.content),
-            }
-            for r in files.values()
-        ]
-        any_row = next(iter(files.values()))
-        try:
-            if fmt == "idx":
-                img, lab = files["images"], files["labels"]
-                x, y = fm.parse_idx_pair(img.content, display(img.path), lab.content, display(lab.path))
-                source = img.path
-            elif fmt == "libsvm":
-                x, y = fm.parse_libsvm(any_row.content, display(any_row.path))
-                source = any_row.path
-            else:
-                x, y = fm.parse_csv(any_row.content, display(any_row.path), csv_header)
-                source = any_row.path
-        except Err as exc:
-            error = {"kind": "error", "split": any_row.split, "source": any_row.path, "message": str(exc)}
-            return pd.DataFrame(meta + [error], columns=PARSED_COLUMNS)
-        for m in meta:
-            m["nrows"] = len(y)
-        rows_parsed.add(len(y))
-        images = pd.DataFrame({
-            "kind": "image",
-            "split": any_row.split,
-            "source": source,
-            "idx": range(len(y)),
-            "label": y.astype("int32"),
-            "image": [row.tobytes() for row in x],
-        })
-        return pd.concat([pd.DataFrame(meta), images], ignore_index=True).reindex(columns=PARSED_COLUMNS)
+        for batch in batches:
+            for row in batch.to_pylist():
+                path, content = row["path"], row["content"]
+                task, split, role = files[path]
+                meta = {"kind": "file", "role": role, "split": split, "source": path,
+                        "sha256": hashlib.sha256(content).hexdigest(), "nbytes": len(content)}
+                try:
+                    if fmt == "libsvm":
+                        x, y = fm.parse_libsvm(content, display(path))
+                    else:
+                        x, y = fm.parse_csv(content, display(path), csv_header)
+                except Err as exc:
+                    yield _meta_batch([meta, {"kind": "error", "split": split, "source": path, "message": str(exc)}])
+                    continue
+                yield _meta_batch([{**meta, "nrows": len(y)}])
+                sink = _Sink(staged_dir, task, rows_parsed)
+                yield from sink.images(split, path, 0, x, y)
+                sink.close()
 
-    return parse
+    return run
 
 
-def parse_inputs(spark: SparkSession, fmt: str, units: list[dict], csv_header: str, rows_parsed) -> DataFrame:
-    """Reads the planned files with Spark's binaryFile source and parses each unit on an executor."""
-    plan = spark.createDataFrame(pd.DataFrame(units))
-    raw = spark.read.format("binaryFile").load(sorted({u["path"] for u in units})).select("path", "content")
-    joined = raw.join(F.broadcast(plan), "path")
-    return joined.groupBy("unit").applyInPandas(_parse_unit_fn(fmt, csv_header, rows_parsed), PARSED_SCHEMA)
+IDX_TASK_SCHEMA = (
+    "task long, unit string, split string, images string, labels string, ranged boolean, start long, stop long"
+)
+_IDX_IMAGES_HEADER = 16
+_IDX_LABELS_HEADER = 8
+
+
+def plan_idx_tasks(units: list[dict], records_per_task: int | None) -> list[dict]:
+    """The parse tasks of IDX pairs: one per pair, plus record-range tasks for big uncompressed pairs.
+
+    A gzip pair is inflated whole by its one task (a deflate stream cannot be entered in the middle).
+    An uncompressed pair of more than ``records_per_task`` images gets a check task (validates both
+    headers against the file sizes and checksums the files, streaming) and one task per record range,
+    each reading only its own bytes, so one big file is parsed by many tasks.
+    """
+    pairs: dict[str, dict] = {}
+    for u in units:
+        pair = pairs.setdefault(u["unit"], {"unit": u["unit"], "split": u["split"]})
+        pair[u["role"]] = u["path"]
+        pair[u["role"] + "_size"] = u.get("size", 0)
+    tasks = []
+    for _, pair in sorted(pairs.items()):
+        raw = not pair["images"].endswith(".gz") and not pair["labels"].endswith(".gz")
+        n = max(0, pair["images_size"] - _IDX_IMAGES_HEADER) // (28 * 28)
+        ranged = bool(records_per_task) and raw and n > records_per_task
+        base = {k: pair[k] for k in ("unit", "split", "images", "labels")}
+        tasks.append({**base, "ranged": ranged, "start": -1, "stop": -1})
+        if ranged:
+            tasks += [{**base, "ranged": True, "start": a, "stop": min(n, a + records_per_task)}
+                      for a in range(0, n, records_per_task)]
+    return [{"task": i, **t} for i, t in enumerate(tasks)]
+
+
+def _parse_idx_fn(staged_dir: str | None, rows_parsed):
+    """Returns the ``mapInArrow`` function that runs IDX parse tasks on an executor.
+
+    Files are read through the storage layer, so a task reads only the bytes it needs; images leave
+    as one Arrow binary column on the parsed numpy buffer (no Python object per image).
+    """
+
+    def run(batches):
+        import hashlib
+
+        import numpy as np
+
+        from pipeline.errors import InputError as Err
+        from pipeline.io import storage
+        from pipeline.io.fs import display_path as display
+        from pipeline.sources import formats as fm
+        from pipeline.sources.formats import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, IMAGE_PIXELS
+
+        def error(t, source, exc):
+            return {"kind": "error", "split": t["split"], "source": source, "message": str(exc)}
+
+        def opened(path):
+            fs, p = storage.resolve(path)
+            return fs.open_input_file(p)
+
+        def whole_pair(t, sink):
+            data = {r: storage.read_bytes(t[r]) for r in ("images", "labels")}
+            meta = [{"kind": "file", "role": r, "split": t["split"], "source": t[r],
+                     "sha256": hashlib.sha256(d).hexdigest(), "nbytes": len(d)} for r, d in data.items()]
+            try:
+                x, y = fm.parse_idx_pair(data["images"], display(t["images"]), data["labels"], display(t["labels"]))
+            except Err as exc:
+                yield _meta_batch(meta + [error(t, t["images"], exc)])
+                return
+            yield _meta_batch([{**m, "nrows": len(y)} for m in meta])
+            yield from sink.images(t["split"], t["images"], 0, x, y)
+
+        def raw_dims(handles, t):
+            """The pair's image count from both headers and sizes; None where either is gzip data."""
+            heads = {r: h.read_at(_IDX_IMAGES_HEADER if r == "images" else _IDX_LABELS_HEADER, 0)
+                     for r, h in handles.items()}
+            if any(fm.is_gzip(h) for h in heads.values()):
+                return None
+            xd = fm.check_raw_idx(heads["images"], handles["images"].size(), display(t["images"]),
+                                  IDX_IMAGES_MAGIC, 3)
+            yd = fm.check_raw_idx(heads["labels"], handles["labels"].size(), display(t["labels"]),
+                                  IDX_LABELS_MAGIC, 1)
+            if xd[0] != yd[0]:
+                raise Err(f"{display(t['images'])} holds {xd[0]} images but {display(t['labels'])} holds "
+                          f"{yd[0]} labels; expected one label per image")
+            return xd[0]
+
+        def checked_pair(t, sink):
+            """Validates a ranged pair and checksums it, streaming; its images come from the range tasks."""
+            meta = []
+            with opened(t["images"]) as images, opened(t["labels"]) as labels:
+                handles = {"images": images, "labels": labels}
+                for role, h in handles.items():
+                    digest, size = hashlib.sha256(), 0
+                    while chunk := h.read(8 << 20):
+                        digest.update(chunk)
+                        size += len(chunk)
+                    meta.append({"kind": "file", "role": role, "split": t["split"], "source": t[role],
+                                 "sha256": digest.hexdigest(), "nbytes": size})
+                try:
+                    n = raw_dims(handles, t)
+                except Err as exc:
+                    yield _meta_batch(meta + [error(t, t["images"], exc)])
+                    return
+            if n is None:  # gzip data under a raw name: parse it whole here; the range tasks skip it
+                yield from whole_pair(t, sink)
+                return
+            yield _meta_batch([{**m, "nrows": n} for m in meta])
+
+        def record_range(t, sink):
+            with opened(t["images"]) as images, opened(t["labels"]) as labels:
+                try:
+                    n = raw_dims({"images": images, "labels": labels}, t)
+                except Err:
+                    return  # the pair's check task reports it
+                if n is None:
+                    return
+                a, b = t["start"], min(t["stop"], n)
+                if a >= b:
+                    return
+                x = np.frombuffer(images.read_at((b - a) * IMAGE_PIXELS, _IDX_IMAGES_HEADER + a * IMAGE_PIXELS),
+                                  dtype=np.uint8).reshape(-1, IMAGE_PIXELS)
+                y = np.frombuffer(labels.read_at(b - a, _IDX_LABELS_HEADER + a), dtype=np.uint8)
+            try:
+                fm.check_labels(y, display(t["labels"]), first_index=a)
+            except Err as exc:
+                yield _meta_batch([error(t, t["labels"], exc)])
+                return
+            yield from sink.images(t["split"], t["images"], a, x, y)
+
+        for batch in batches:
+            for t in batch.to_pylist():
+                sink = _Sink(staged_dir, t["task"], rows_parsed)
+                if t["start"] >= 0:
+                    yield from record_range(t, sink)
+                elif t["ranged"]:
+                    yield from checked_pair(t, sink)
+                else:
+                    yield from whole_pair(t, sink)
+                sink.close()
+
+    return run
+
+
+def parse_inputs(spark: SparkSession, fmt: str, units: list[dict], csv_header: str, rows_parsed,
+                 records_per_task: int | None = None, staged_dir: str | None = None) -> DataFrame:
+    """Parses the planned files on the executors into rows of ``PARSED_SCHEMA``: one ``file`` row per
+    input file (checksum, size, rows), one ``error`` row per problem, and one ``image`` row per image,
+    or, with ``staged_dir``, no image rows: each task writes its images with their ids to a Parquet
+    file of its own there instead (read back by Spark's own reader, far faster than rows sent from
+    Python), and nothing is staged for a unit with an error.
+
+    IDX pairs are read through the storage layer by ``plan_idx_tasks``' tasks (record ranges of big
+    uncompressed files when ``records_per_task`` is given); text files with Spark's binaryFile source.
+    """
+    if fmt == "idx":
+        tasks = plan_idx_tasks(units, records_per_task)
+        columns = [part.split()[0] for part in IDX_TASK_SCHEMA.split(", ")]
+        plan = spark.createDataFrame([tuple(t[c] for c in columns) for t in tasks], IDX_TASK_SCHEMA)
+        # one Spark task per parse task: a JVM range with one row per partition, joined to the small plan
+        # (a broadcast join keeps the range's partitions; no Python process is needed to make the rows)
+        slots = spark.range(0, len(tasks), 1, len(tasks)).withColumnRenamed("id", "task")
+        frame = slots.join(F.broadcast(plan), "task").select(*columns)
+        return frame.mapInArrow(_parse_idx_fn(staged_dir, rows_parsed), PARSED_SCHEMA)
+    paths = sorted({u["path"] for u in units})
+    number = {p: i for i, p in enumerate(paths)}
+    files = {u["path"]: (number[u["path"]], u["split"], u["role"]) for u in units}
+    raw = spark.read.format("binaryFile").load(paths).select("path", "content")
+    return raw.mapInArrow(_parse_text_fn(fmt, csv_header, files, staged_dir, rows_parsed), PARSED_SCHEMA)

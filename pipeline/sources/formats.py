@@ -75,8 +75,46 @@ def _idx_header(data: bytes, name: str, magic: int, ndim: int) -> tuple[int, ...
     return struct.unpack(f">{ndim}I", data[4:header_len])
 
 
+def idx_header_len(ndim: int) -> int:
+    return 4 + 4 * ndim
+
+
+def check_idx_size(dims: tuple[int, ...], size: int, name: str) -> int:
+    """Checks that an IDX body of ``size`` bytes (header included) holds what the header says; returns
+    the expected size. ``size`` is the file's (or the inflated stream's) real length."""
+    ndim = len(dims)
+    expected = idx_header_len(ndim) + int(np.prod(dims, dtype=object))
+    what = "images" if ndim == 3 else "labels"
+    shape = " of " + "x".join(map(str, dims[1:])) if ndim == 3 else ""
+    if size < expected:
+        raise InputError(
+            f"{name}: header says {dims[0]} {what}{shape} ({expected} bytes) but the data holds "
+            f"{size} bytes (truncated)"
+        )
+    if size > expected:
+        raise InputError(
+            f"{name}: header says {dims[0]} {what}{shape} ({expected} bytes) but the data holds more "
+            "bytes than that; header and contents disagree"
+        )
+    if dims[0] == 0:
+        raise InputError(f"{name}: holds no {what} (empty input)")
+    if ndim == 3 and dims[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+        raise InputError(f"{name}: images are {dims[1]}x{dims[2]}, expected {IMAGE_SIDE}x{IMAGE_SIDE}")
+    return expected
+
+
+def check_raw_idx(head: bytes, size: int, name: str, magic: int, ndim: int) -> tuple[int, ...]:
+    """Validates an uncompressed IDX file from its first bytes and its length alone, so a big file can be
+    checked without reading it; returns the dimensions."""
+    dims = _idx_header(head, name, magic, ndim)
+    if size < idx_header_len(ndim):
+        raise InputError(f"{name}: {size} bytes is shorter than the {idx_header_len(ndim)}-byte IDX header (truncated)")
+    check_idx_size(dims, size, name)
+    return dims
+
+
 def _read_idx(data: bytes, name: str, magic: int, ndim: int) -> tuple[tuple[int, ...], memoryview]:
-    header_len = 4 + 4 * ndim
+    header_len = idx_header_len(ndim)
     if is_gzip(data) or name.endswith(".gz"):
         head = _maybe_gunzip(data, name, limit=header_len)
         dims = _idx_header(head, name, magic, ndim)
@@ -84,30 +122,14 @@ def _read_idx(data: bytes, name: str, magic: int, ndim: int) -> tuple[tuple[int,
         raw = _maybe_gunzip(data, name, limit=expected)
     else:
         dims = _idx_header(data, name, magic, ndim)
-        expected = header_len + int(np.prod(dims, dtype=object))
         raw = data
-    what = "images" if ndim == 3 else "labels"
-    shape = " of " + "x".join(map(str, dims[1:])) if ndim == 3 else ""
-    if len(raw) < expected:
-        raise InputError(
-            f"{name}: header says {dims[0]} {what}{shape} ({expected} bytes) but the data holds "
-            f"{len(raw)} bytes (truncated)"
-        )
-    if len(raw) > expected:
-        raise InputError(
-            f"{name}: header says {dims[0]} {what}{shape} ({expected} bytes) but the data holds more "
-            "bytes than that; header and contents disagree"
-        )
-    if dims[0] == 0:
-        raise InputError(f"{name}: holds no {what} (empty input)")
+    check_idx_size(dims, len(raw), name)
     return dims, memoryview(raw)[header_len:]
 
 
 def parse_idx_images(data: bytes, name: str) -> np.ndarray:
     """Parses an IDX3 unsigned-byte image file (raw or gzip) into an ``(n, 784)`` uint8 array."""
     dims, body = _read_idx(data, name, IDX_IMAGES_MAGIC, 3)
-    if dims[1:] != (IMAGE_SIDE, IMAGE_SIDE):
-        raise InputError(f"{name}: images are {dims[1]}x{dims[2]}, expected {IMAGE_SIDE}x{IMAGE_SIDE}")
     return np.frombuffer(body, dtype=np.uint8).reshape(dims[0], IMAGE_PIXELS)
 
 
@@ -115,7 +137,7 @@ def parse_idx_labels(data: bytes, name: str) -> np.ndarray:
     """Parses an IDX1 unsigned-byte label file (raw or gzip) into an ``(n,)`` uint8 array of 0-9."""
     _, body = _read_idx(data, name, IDX_LABELS_MAGIC, 1)
     labels = np.frombuffer(body, dtype=np.uint8)
-    _check_labels(labels, name, lambda i: f"label index {i}")
+    check_labels(labels, name)
     return labels
 
 
@@ -131,11 +153,14 @@ def parse_idx_pair(images: bytes, images_name: str, labels: bytes, labels_name: 
     return x, y
 
 
-def _check_labels(labels: np.ndarray, name: str, where) -> None:
+def check_labels(labels: np.ndarray, name: str, first_index: int = 0) -> None:
+    """Labels must be 0-9; ``first_index`` is the index of ``labels[0]`` in its file (for messages)."""
     bad = np.flatnonzero((labels < 0) | (labels > 9))
     if bad.size:
         i = int(bad[0])
-        raise InputError(f"{name}: {where(i)}: label {labels[i]} is outside 0-9 ({bad.size} such labels)")
+        raise InputError(
+            f"{name}: label index {first_index + i}: label {labels[i]} is outside 0-9 ({bad.size} such labels)"
+        )
 
 
 def _text(data: bytes, name: str) -> str:

@@ -128,3 +128,53 @@ def test_gzipped_and_raw_idx_give_the_same_rows(spark, small_arrays, tmp_path):
         ingest(spark, make_config(tmp_path / f"out-{gz}", str(tmp_path / f"in-{gz}" / "train-*"),
                                   str(tmp_path / f"in-{gz}" / "t10k-*")))
     assert read_split(tmp_path / "out-True", "train") == read_split(tmp_path / "out-False", "train")
+
+
+def _files_in_id_order(root, split):
+    """Each Parquet file of a split: (first id, last id, rows, row groups), in file-name order."""
+    import pyarrow.parquet as pq
+
+    out = []
+    for path in sorted((root / split).glob("part-*.parquet")):
+        f = pq.ParquetFile(path)
+        ids = f.read(columns=["id"]).column("id").to_pylist()
+        assert ids == sorted(ids), f"{path.name} is not sorted by id"
+        out.append((ids[0], ids[-1], len(ids), f.metadata.num_row_groups))
+    return out
+
+
+def test_raw_idx_split_into_record_ranges_gives_the_same_dataset(spark, small_arrays, tmp_path):
+    # the same digits gzipped (one task per pair) and raw, parsed in record ranges of 50 images
+    for gz in (True, False):
+        write_idx_pair(tmp_path / f"in-{gz}", "train", *small_arrays["train"], gz=gz)
+        write_idx_pair(tmp_path / f"in-{gz}", "t10k", *small_arrays["test"], gz=gz)
+    whole = ingest(spark, make_config(tmp_path / "whole", str(tmp_path / "in-True" / "train-*"),
+                                      str(tmp_path / "in-True" / "t10k-*")))
+    ranged = ingest(spark, make_config(tmp_path / "ranged", str(tmp_path / "in-False" / "train-*"),
+                                       str(tmp_path / "in-False" / "t10k-*"), records_per_task=50))
+    for split in ("train", "val", "test"):
+        assert read_split(tmp_path / "ranged", split) == read_split(tmp_path / "whole", split)
+    assert ranged["rows_parsed"] == whole["rows_parsed"] == 300
+    # the manifest checksums the whole raw files although no task read one whole for its images
+    import hashlib
+
+    for entry in ranged["inputs"]:
+        path = entry["path"].removeprefix("file:")
+        data = open(path, "rb").read()
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest() and entry["bytes"] == len(data)
+
+
+def test_each_split_is_written_in_id_ranges_of_about_equal_size(spark, sample_dataset):
+    root, manifest = sample_dataset
+    for split in ("train", "val", "test"):
+        files = _files_in_id_order(root, split)
+        # consecutive files hold consecutive id ranges, so the split as a whole is in id order
+        for (_, last, _, _), (first, _, _, _) in zip(files, files[1:]):
+            assert last < first
+        sizes = [n for _, _, n, _ in files]
+        if split == "train":  # 900 rows a file: cut at evenly spaced ids, a share within a few per cent
+            assert max(sizes) - min(sizes) <= 0.25 * sum(sizes) / len(sizes), sizes
+        else:  # too few rows a file for that: cut at exact ranks, equal to one row
+            assert max(sizes) - min(sizes) <= 1, sizes
+        assert sum(sizes) == manifest["splits"][split]["rows"]
+        assert sum(g for *_, g in files) == manifest["splits"][split]["row_groups"] >= 8

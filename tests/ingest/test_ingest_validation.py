@@ -218,3 +218,25 @@ def test_all_bad_files_are_reported_together(spark, small_arrays, tmp_path):
     text = str(info.value)
     assert re.search(r"train-a-images-idx3-ubyte: magic number", text)
     assert re.search(r"train-b-images-idx3-ubyte holds 240 images but .* holds 10 labels", text)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("label", r"train-labels-idx1-ubyte: label index 130: label 12 is outside 0-9"),
+    ("truncated", r"train-images-idx3-ubyte: header says 240 images of 28x28 \(188176 bytes\) but the data "
+                  r"holds 188076 bytes \(truncated\)"),
+    ("count", r"train-images-idx3-ubyte holds 240 images but .*train-labels-idx1-ubyte holds 239 labels"),
+])
+def test_errors_in_a_raw_file_parsed_in_record_ranges_name_the_file(case, message, spark, small_arrays,
+                                                                      previous_dataset, tmp_path):
+    x, y = small_arrays["train"]
+    y = y.copy()
+    if case == "label":
+        y[130] = 12  # in the third range of 50 records: the index is the file's, not the range's
+    images = idx_images_bytes(x)[:-100] if case == "truncated" else idx_images_bytes(x)
+    labels = idx_labels_bytes(y[:-1] if case == "count" else y)
+    train = _train_files(tmp_path / "in", images, labels, gz=False)
+    before = tree_snapshot(previous_dataset)
+    cfg = make_config(previous_dataset, train, _good_test_pair(tmp_path / "in", small_arrays), records_per_task=50)
+    with pytest.raises(InputError, match=message):
+        ingest(spark, cfg)
+    assert tree_snapshot(previous_dataset) == before
