@@ -213,11 +213,37 @@ def plan_idx_tasks(units: list[dict], records_per_task: int | None) -> list[dict
         n = max(0, pair["images_size"] - _IDX_IMAGES_HEADER) // (28 * 28)
         ranged = bool(records_per_task) and raw and n > records_per_task
         base = {k: pair[k] for k in ("unit", "split", "images", "labels")}
-        tasks.append({**base, "ranged": ranged, "start": -1, "stop": -1})
+        # weight: about how many images the task parses (gzip: MNIST-like images deflate about 3:1)
+        whole = max(1, n if raw else 3 * n)
+        tasks.append({**base, "ranged": ranged, "start": -1, "stop": -1, "weight": 1 if ranged else whole})
         if ranged:
-            tasks += [{**base, "ranged": True, "start": a, "stop": min(n, a + records_per_task)}
+            tasks += [{**base, "ranged": True, "start": a, "stop": min(n, a + records_per_task),
+                       "weight": min(n, a + records_per_task) - a}
                       for a in range(0, n, records_per_task)]
     return [{"task": i, **t} for i, t in enumerate(tasks)]
+
+
+# A Spark task costs tens of milliseconds before its work starts (scheduling, the Python worker, the
+# Arrow stream); parse tasks of small files are grouped so that a Spark task has about this many
+# images, and there are at least two Spark tasks per core while there are tasks to share.
+_RECORDS_PER_SLOT = 50_000
+
+
+def assign_slots(tasks: list[dict], cores: int) -> dict[int, int]:
+    """Groups parse tasks into Spark tasks ("slots") of about ``_RECORDS_PER_SLOT`` images (by the tasks'
+    ``weight``), the largest first into the least loaded slot; returns ``{task number: slot}``."""
+    def weight(t):
+        return t.get("weight", 1)
+
+    total = sum(weight(t) for t in tasks)
+    n = min(len(tasks), max(2 * max(cores, 1), -(-total // _RECORDS_PER_SLOT)))
+    load = [0] * n
+    slot_of = {}
+    for t in sorted(tasks, key=lambda t: (-weight(t), t["task"])):
+        i = min(range(n), key=lambda k: (load[k], k))
+        slot_of[t["task"]] = i
+        load[i] += weight(t)
+    return slot_of
 
 
 def _parse_idx_fn(staged_dir: str | None, rows_parsed):
@@ -343,11 +369,14 @@ def parse_inputs(spark: SparkSession, fmt: str, units: list[dict], csv_header: s
     if fmt == "idx":
         tasks = plan_idx_tasks(units, records_per_task)
         columns = [part.split()[0] for part in IDX_TASK_SCHEMA.split(", ")]
-        plan = spark.createDataFrame([tuple(t[c] for c in columns) for t in tasks], IDX_TASK_SCHEMA)
-        # one Spark task per parse task: a JVM range with one row per partition, joined to the small plan
-        # (a broadcast join keeps the range's partitions; no Python process is needed to make the rows)
-        slots = spark.range(0, len(tasks), 1, len(tasks)).withColumnRenamed("id", "task")
-        frame = slots.join(F.broadcast(plan), "task").select(*columns)
+        slot_of = assign_slots(tasks, spark.sparkContext.defaultParallelism)
+        plan = spark.createDataFrame([(slot_of[t["task"]], *(t[c] for c in columns)) for t in tasks],
+                                     "slot long, " + IDX_TASK_SCHEMA)
+        # Spark task i runs the parse tasks of slot i: a JVM range with one row per partition, joined to
+        # the small plan (a broadcast join keeps the range's partitions; no Python process makes the rows)
+        n_slots = max(slot_of.values()) + 1
+        slots = spark.range(0, n_slots, 1, n_slots).withColumnRenamed("id", "slot")
+        frame = slots.join(F.broadcast(plan), "slot").select(*columns)
         return frame.mapInArrow(_parse_idx_fn(staged_dir, rows_parsed), PARSED_SCHEMA)
     paths = sorted({u["path"] for u in units})
     number = {p: i for i, p in enumerate(paths)}
