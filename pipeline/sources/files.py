@@ -355,6 +355,24 @@ def _parse_idx_fn(staged_dir: str | None, rows_parsed):
     return run
 
 
+def check_readable_by_tasks(units: list[dict]) -> None:
+    """IDX parse tasks read through the storage layer; refuse a file system it cannot open, on the driver.
+
+    Raises:
+        InputError: names the file and the schemes that work (LIBSVM/CSV go through Spark's own reader).
+    """
+    from pipeline.io import storage
+
+    for u in units:
+        scheme, _ = storage.split_uri(u["path"])
+        if scheme not in storage.LOCAL_SCHEMES + storage.S3_SCHEMES + ("hdfs", "gs"):
+            raise InputError(
+                f"{display_path(u['path'])}: IDX files are read by the parse tasks through the storage layer, "
+                f"which cannot open {scheme}:// paths; use a local path, /dbfs/ or dbfs:/, /Volumes/, hdfs://, "
+                "s3://, s3a:// or gs://, or copy the files there"
+            )
+
+
 def parse_inputs(spark: SparkSession, fmt: str, units: list[dict], csv_header: str, rows_parsed,
                  records_per_task: int | None = None, staged_dir: str | None = None) -> DataFrame:
     """Parses the planned files on the executors into rows of ``PARSED_SCHEMA``: one ``file`` row per
@@ -367,6 +385,7 @@ def parse_inputs(spark: SparkSession, fmt: str, units: list[dict], csv_header: s
     uncompressed files when ``records_per_task`` is given); text files with Spark's binaryFile source.
     """
     if fmt == "idx":
+        check_readable_by_tasks(units)
         tasks = plan_idx_tasks(units, records_per_task)
         columns = [part.split()[0] for part in IDX_TASK_SCHEMA.split(", ")]
         slot_of = assign_slots(tasks, spark.sparkContext.defaultParallelism)

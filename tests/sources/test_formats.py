@@ -76,3 +76,12 @@ def test_csv_rows_are_checked(small_arrays):
 def test_gunzip_stops_at_its_limit_without_inflating_the_rest():
     data = gzip.compress(b"\0" * (10 << 20))
     assert len(formats.gunzip(data, "big.gz", limit=100)) == 101
+
+
+def test_idx_inputs_on_a_file_system_the_tasks_cannot_open_are_refused_on_the_driver():
+    from pipeline.sources.files import check_readable_by_tasks
+
+    ok = [{"path": p} for p in ("file:/data/x", "/data/x", "dbfs:/x", "hdfs://nn:8020/x", "s3a://b/x", "gs://b/x")]
+    check_readable_by_tasks(ok)
+    with pytest.raises(InputError, match=r"abfss://acct@c/x: IDX files are read .* cannot open abfss:// paths"):
+        check_readable_by_tasks([{"path": "abfss://acct@c/x"}])
