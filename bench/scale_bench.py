@@ -122,6 +122,19 @@ def main() -> None:
             shutil.rmtree(raw, ignore_errors=True)
             shutil.rmtree(work / f"predictions-{n}", ignore_errors=True)
             print_table(rows, spark)
+        from common import write_results
+
+        path = write_results("scale", {
+            "benchmark": "bench/scale_bench.py", "spark_master": cfg.spark.master,
+            "train_steps_per_epoch": args.train_steps, "sizes": [
+                {"images": r["n"], "train_files": r["files"], "ingest_seconds": r["ingest_s"],
+                 "ingest_rows_per_sec": r["ingest_rows_s"], "duplicates_dropped": r["dropped"],
+                 "train_images_per_sec": r["train_img_s"], "infer_rows": r["infer_rows"],
+                 "infer_seconds": r["infer_s"], "infer_rows_per_sec": r["infer_rows_s"],
+                 "driver_peak_rss_mib": {"ingest": r["mem"][0], "train": r["mem"][1], "infer": r["mem"][2]}}
+                for r in rows],
+        })
+        print(f"written to {path}")
     finally:
         spark.stop()
         if args.work is None:

@@ -45,11 +45,22 @@ def _import_evaluation_modules() -> None:
         log.debug("importing the evaluation modules ahead failed", exc_info=True)
 
 
-def _prepare_evaluation() -> threading.Thread:
-    """Starts ``_import_evaluation_modules`` in the background while the ranks train (the driver waits)."""
-    thread = threading.Thread(target=_import_evaluation_modules, name="import-for-evaluation", daemon=True)
-    thread.start()
-    return thread
+def _prepare_evaluation() -> None:
+    """Starts ``_import_evaluation_modules`` in the background (once per process) while the ranks train.
+
+    Called when the first epoch record lands, not before: Horovod forks the driver while it launches
+    the ranks (its check that Gloo is built), and a fork taken while another thread is importing
+    TensorFlow leaves the child waiting forever on that import's lock."""
+    global _evaluation_imports
+    with _evaluation_imports_lock:
+        if _evaluation_imports is None:
+            _evaluation_imports = threading.Thread(target=_import_evaluation_modules, name="import-for-evaluation",
+                                                   daemon=True)
+            _evaluation_imports.start()
+
+
+_evaluation_imports: threading.Thread | None = None
+_evaluation_imports_lock = threading.Lock()
 
 
 @dataclass
@@ -157,9 +168,12 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
                           checkpoint=state.checkpoint if start_epoch else None, stoppable=on_epoch is not None)
             log.info("training: %d ranks x %d threads, %d steps/epoch of %d per rank, epochs %d-%d, run dir %s",
                      n, pre.threads_per_rank, steps_per_epoch, batch, start_epoch + 1, cfg.train.epochs, run_dir)
-            if register:
-                _prepare_evaluation()
-            results, epochs, wall, stopped_after = _run_ranks(cfg, job, client, run_id, state, on_epoch)
+            def on_record(record) -> bool:
+                if register:
+                    _prepare_evaluation()
+                return bool(on_epoch is not None and on_epoch(record))
+
+            results, epochs, wall, stopped_after = _run_ranks(cfg, job, client, run_id, state, on_record)
             log.info("ranks finished: %.1f s of training, %d epoch records", wall, len(epochs))
             rank0 = next(r for r in results if r and r["rank"] == 0)
             weights = rank0["weights"]
