@@ -1,8 +1,9 @@
 """Ingest: raw MNIST files -> validated, de-duplicated, split, shard-ready Parquet + manifest.
 
-Parsing runs on the executors, one task per input unit (an IDX images/labels pair, or one text
-file), so data spread over many files scales with the cluster; nothing is collected on the driver
-but per-file metadata and counts.
+Parsing runs on the executors (an IDX pair per task, or record ranges of a big raw pair, or one text
+file) and stages the images as Parquet; de-duplication, the val split and the file ranges are
+decided on narrow rows; one shuffle writes the three splits (docs/architecture.md, "Ingest"). The
+driver collects per-file metadata, counts, one row per class and one boundary id per output file.
 """
 
 from __future__ import annotations
@@ -218,8 +219,9 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
             repeated = narrow.groupBy("id").count().where("count > 1").select("id").persist(StorageLevel.MEMORY_AND_DISK)
             dropped_by: dict[tuple[str, int], int] = {}
             conflicts = 0
-            if repeated.count():  # some images occur more than once: decide among their copies only
-                few = repeated.count() <= _BROADCAST_DUPLICATES
+            n_repeated = repeated.count()
+            if n_repeated:  # some images occur more than once: decide among their copies only
+                few = n_repeated <= _BROADCAST_DUPLICATES
                 ids = F.broadcast(repeated) if few else repeated
                 copies = (images.select("id", "split", "source", "idx", "label").join(ids, "id", "left_semi")
                           .persist(StorageLevel.MEMORY_AND_DISK))
@@ -262,10 +264,9 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
         for s in reversed(SPLITS):
             key = F.when(F.col("split") == s,
                          _bucket_key(bounds[s], keys[offsets[s]:offsets[s] + files[s]])).otherwise(key)
-        rows = images.select("id", "split", "label", "image")
         all_rows = storage.join(staging, "rows")
         with SparkProgress(sc, "ingest write", cfg.spark.progress_interval_s):
-            (rows.select("id", "image", F.col("label").cast("int").alias("label"), split_col.alias("split"))
+            (images.select("id", "image", F.col("label").cast("int").alias("label"), split_col.alias("split"))
              .withColumn("_key", key)
              .repartition(sum(files.values()), "_key")
              .sortWithinPartitions("split", "id")

@@ -18,7 +18,6 @@ PARSED_SCHEMA = (
     "kind string, role string, split string, source string, idx long, label int, image binary, "
     "sha256 string, nbytes long, nrows long, message string"
 )
-PARSED_COLUMNS = [part.split()[0] for part in PARSED_SCHEMA.split(", ")]
 _IMAGES_TAG = "images-idx3"
 _LABELS_TAG = "labels-idx1"
 
