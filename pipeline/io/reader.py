@@ -14,6 +14,23 @@ from pipeline.io.dataset import split_path
 from pipeline.io.fs import to_url
 
 
+def _fixed_pipeline_options():
+    """tf.data options for a pipeline with fixed parallelism and no autotuning.
+
+    tf.data's autotuner runs a model thread per iterator that re-optimises the pipeline in the
+    background; deleting the iterator (at the end of ``model.fit``) waits for an optimisation pass to
+    finish. On a loaded 2-core machine that wait was 0-20 s per ``fit`` (39 s once, in a two-rank run),
+    and the autotuner's CPU time slowed training itself (docs/benchmarks.md, "End of training"). The
+    pipeline here is short (Petastorm's own threads read and decode Parquet; one vectorised decode of
+    each batch), so two parallel decode calls and two prefetched batches are all it needs.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
+
 @contextlib.contextmanager
 def open_split(
     root: str,
@@ -73,12 +90,12 @@ def open_split(
             label = tf.cast(batch.label, tf.int32)
             return (image, label, batch.id) if with_ids else (image, label)
 
-        dataset = make_petastorm_dataset(reader).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = make_petastorm_dataset(reader).map(decode, num_parallel_calls=2)
         if shuffle_buffer > 0:
             dataset = dataset.unbatch().shuffle(shuffle_buffer, seed=seed).batch(batch_size)
         else:
             dataset = dataset.rebatch(batch_size)
-        yield dataset.prefetch(tf.data.AUTOTUNE)
+        yield dataset.prefetch(2).with_options(_fixed_pipeline_options())
     finally:
         reader.stop()
         reader.join()
