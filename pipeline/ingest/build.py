@@ -135,17 +135,33 @@ def shard_bounds(final: DataFrame, files: dict[str, int], counts: dict[str, int]
     return bounds
 
 
-def _partition_keys(spark: SparkSession, n: int) -> list[int]:
-    """For each partition p of ``n``, an int that ``repartition(n, col)`` sends to p (Spark hashes
-    the column with Murmur3 and takes it modulo n), found by evaluating that hash in Spark itself."""
+def _spark_int_hash(value: int) -> int:
+    """Spark's ``hash()`` of an int column: Murmur3 x86_32 of the 4-byte int with seed 42 (Spark's
+    ``Murmur3_x86_32.hashInt``), as a signed 32-bit int."""
+    m = 0xFFFFFFFF
+
+    def rotl(x: int, r: int) -> int:
+        return ((x << r) | (x >> (32 - r))) & m
+
+    k = rotl((value & m) * 0xCC9E2D51 & m, 15) * 0x1B873593 & m
+    h = (rotl(42 ^ k, 13) * 5 + 0xE6546B64) & m
+    h ^= 4
+    h ^= h >> 16
+    h = h * 0x85EBCA6B & m
+    h ^= h >> 13
+    h = h * 0xC2B2AE35 & m
+    h ^= h >> 16
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def _partition_keys(n: int) -> list[int]:
+    """For each partition p of ``n``, the smallest int that ``repartition(n, col)`` sends to p: Spark
+    takes ``pmod(hash(col), n)``, computed here with the same hash (no Spark job)."""
     keys: dict[int, int] = {}
-    span = 64 * n
+    k = 0
     while len(keys) < n:
-        rows = (spark.range(0, span).select(F.col("id").cast("int").alias("k"))
-                .select("k", F.pmod(F.hash("k"), F.lit(n)).alias("p"))
-                .groupBy("p").agg(F.min("k").alias("k")).collect())
-        keys = {int(r.p): int(r.k) for r in rows}
-        span *= 4
+        keys.setdefault(_spark_int_hash(k) % n, k)
+        k += 1
     return [keys[p] for p in range(n)]
 
 
@@ -256,7 +272,7 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
             thresholds = val_thresholds(narrow, val_counts, icfg.seed)
             split_col = final_split(thresholds, icfg.seed)
             bounds = shard_bounds(narrow.select("id", split_col.alias("split")), files, counts)
-            keys = _partition_keys(spark, sum(files.values()))
+            keys = _partition_keys(sum(files.values()))
 
         # each split's files get consecutive partitions, in id order; one shuffle writes all three
         offsets = {s: sum(files[t] for t in SPLITS[:i]) for i, s in enumerate(SPLITS)}

@@ -266,12 +266,25 @@ def _parse_idx_fn(staged_dir: str | None, rows_parsed):
         def error(t, source, exc):
             return {"kind": "error", "split": t["split"], "source": source, "message": str(exc)}
 
+        def gone(path, exc):
+            return Err(f"{display(path)}: cannot be read any more ({type(exc).__name__}: {exc}); it was "
+                       "listed when ingest started, so it was removed or its permissions changed since")
+
         def opened(path):
             fs, p = storage.resolve(path)
-            return fs.open_input_file(p)
+            try:
+                return fs.open_input_file(p)
+            except (FileNotFoundError, PermissionError) as exc:
+                raise gone(path, exc) from exc
+
+        def read_all(path):
+            try:
+                return storage.read_bytes(path)
+            except (FileNotFoundError, PermissionError) as exc:
+                raise gone(path, exc) from exc
 
         def whole_pair(t, sink):
-            data = {r: storage.read_bytes(t[r]) for r in ("images", "labels")}
+            data = {r: read_all(t[r]) for r in ("images", "labels")}
             meta = [{"kind": "file", "role": r, "split": t["split"], "source": t[r],
                      "sha256": hashlib.sha256(d).hexdigest(), "nbytes": len(d)} for r, d in data.items()]
             try:
@@ -343,12 +356,15 @@ def _parse_idx_fn(staged_dir: str | None, rows_parsed):
         for batch in batches:
             for t in batch.to_pylist():
                 sink = _Sink(staged_dir, t["task"], rows_parsed)
-                if t["start"] >= 0:
-                    yield from record_range(t, sink)
-                elif t["ranged"]:
-                    yield from checked_pair(t, sink)
-                else:
-                    yield from whole_pair(t, sink)
+                try:
+                    if t["start"] >= 0:
+                        yield from record_range(t, sink)
+                    elif t["ranged"]:
+                        yield from checked_pair(t, sink)
+                    else:
+                        yield from whole_pair(t, sink)
+                except Err as exc:  # an input file that vanished after planning (other I/O errors: Spark retries)
+                    yield _meta_batch([error(t, t["images"], exc)])
                 sink.close()
 
     return run

@@ -178,3 +178,21 @@ def test_each_split_is_written_in_id_ranges_of_about_equal_size(spark, sample_da
             assert max(sizes) - min(sizes) <= 1, sizes
         assert sum(sizes) == manifest["splits"][split]["rows"]
         assert sum(g for *_, g in files) == manifest["splits"][split]["row_groups"] >= 8
+
+
+def test_partition_keys_land_in_their_partitions_under_spark_hashing(spark):
+    # The write sends every row to the partition of its file by a key computed on the driver; Spark
+    # must agree, or files would mix id ranges.
+    from pyspark.sql import functions as F
+
+    from pipeline.ingest.build import _partition_keys, _spark_int_hash
+
+    values = list(range(-300, 300)) + [2**31 - 1, -(2**31), 123456789]
+    got = spark.createDataFrame([(v,) for v in values], "v int").select("v", F.hash("v").alias("h")).collect()
+    assert {r.v: r.h for r in got} == {v: _spark_int_hash(v) for v in values}
+
+    n = 24
+    keys = _partition_keys(n)
+    placed = (spark.createDataFrame([(k,) for k in keys], "k int").repartition(n, "k")
+              .select("k", F.spark_partition_id().alias("p")).collect())
+    assert sorted((r.p, r.k) for r in placed) == list(enumerate(keys))

@@ -240,3 +240,21 @@ def test_errors_in_a_raw_file_parsed_in_record_ranges_name_the_file(case, messag
     with pytest.raises(InputError, match=message):
         ingest(spark, cfg)
     assert tree_snapshot(previous_dataset) == before
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gzip-whole", "raw-ranged"])
+def test_an_input_removed_after_planning_is_reported_by_name(gz, spark, small_arrays, tmp_path):
+    # Files are listed on the driver, read in tasks: one that disappears in between is an input
+    # error naming it, not a failed Spark task.
+    from pipeline.io.fs import HadoopFS
+    from pipeline.sources.files import parse_inputs, plan_units
+
+    x, y = small_arrays["train"]
+    pattern = _train_files(tmp_path / "in", idx_images_bytes(x), idx_labels_bytes(y), gz=gz)
+    units = plan_units(HadoopFS(spark), "idx", "train", pattern)
+    (tmp_path / "in" / ("train-labels-idx1-ubyte" + (".gz" if gz else ""))).unlink()
+    parsed = parse_inputs(spark, "idx", units, "auto", spark.sparkContext.accumulator(0), 50,
+                          str(tmp_path / "staged"))
+    errors = {r.message for r in parsed.drop("image").collect() if r.kind == "error"}
+    assert len(errors) == 1
+    assert re.search(r"train-labels-idx1-ubyte(\.gz)?: cannot be read any more \(FileNotFoundError", errors.pop())
