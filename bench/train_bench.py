@@ -4,6 +4,10 @@ The N=2 run is also the whole pipeline (ingest, train, evaluate, register) over 
 
     .venv/bin/python bench/train_bench.py [--input /usr/share/datasets/fashion-mnist] [--epochs 3] [--repeats 3]
 
+The ceiling for N=2 is two plain Keras processes running at once, each on half the data with half
+the threads, not talking to each other: what two ranks could reach on this machine if the allreduce,
+the reader and the launch were free.
+
 Each path runs --repeats times, interleaved; the medians give the ratios, min-max the spread, and the
 figures go to bench/results/train.json.
 
@@ -14,9 +18,11 @@ the first epoch (graph tracing, warm-up) is left out of the images/s figures.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +41,7 @@ import numpy as np  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
 
 
-def keras_in_memory(cfg: PipelineConfig, root: Path, epochs: int, threads: int) -> dict:
+def keras_in_memory(cfg: PipelineConfig, root: Path, epochs: int, threads: int, shard: int = 0, shards: int = 1) -> dict:
     import tensorflow as tf
     import tf_keras as keras
 
@@ -47,6 +53,7 @@ def keras_in_memory(cfg: PipelineConfig, root: Path, epochs: int, threads: int) 
     keras.utils.set_random_seed(cfg.train.seed)
     x, y = load_split(root, "train")
     xv, yv = load_split(root, "val")
+    x, y, xv, yv = x[shard::shards], y[shard::shards], xv[shard::shards], yv[shard::shards]
     batch = cfg.train.batch_size
     train_ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(cfg.train.shuffle_buffer).batch(batch).prefetch(2)
     val_ds = tf.data.Dataset.from_tensor_slices((xv, yv)).batch(batch)
@@ -67,12 +74,39 @@ def keras_in_memory(cfg: PipelineConfig, root: Path, epochs: int, threads: int) 
             "val_accuracy": history.history["val_accuracy"][-1]}
 
 
+def keras_processes(cfg: PipelineConfig, root: Path, epochs: int, n: int, threads: int) -> dict:
+    """``n`` plain Keras processes at once, each with ``threads`` threads on its 1/n of the data and
+    no communication: what n ranks on this machine could reach if the allreduce, the reader and the
+    launch cost nothing (the ceiling for N=n)."""
+    args = [sys.executable, __file__, "--epochs", str(epochs), "--keras-shard", "", "--root", str(root),
+            "--threads", str(threads)]
+    procs = []
+    for i in range(n):
+        args[args.index("--keras-shard") + 1] = f"{i}/{n}"
+        procs.append(subprocess.Popen(list(args), stdout=subprocess.PIPE, text=True))
+    results = []
+    for p in procs:
+        out, _ = p.communicate()
+        if p.returncode:
+            raise RuntimeError(f"keras shard process failed with exit code {p.returncode}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return {"images_per_sec": sum(r["images_per_sec"] for r in results), "processes": results}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", type=Path, default=FASHION_MNIST)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every path; medians are reported")
+    parser.add_argument("--keras-shard", help=argparse.SUPPRESS)  # i/n: one of keras_processes' children
+    parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.keras_shard:
+        i, n = (int(v) for v in args.keras_shard.split("/"))
+        result = keras_in_memory(PipelineConfig(), args.root, args.epochs, args.threads, shard=i, shards=n)
+        print(json.dumps({k: v for k, v in result.items() if k != "val_accuracy"}))
+        return
     require_idx_input(args.input)
     from common import setup_logging, write_results
 
@@ -99,9 +133,10 @@ def main() -> None:
         ingest_s = time.perf_counter() - start
         # Interleaved repeats (Keras, N=1, N=2, Keras, ...): a slow spell of the machine hits every path,
         # and the median of each path's repeats is what the ratios use.
-        bases, runs = [], {1: [], 2: []}
+        bases, ceilings, runs = [], [], {1: [], 2: []}
         for _ in range(args.repeats):
             bases.append(keras_in_memory(cfg, work / "dataset", args.epochs, threads=cores))
+            ceilings.append(keras_processes(cfg, work / "dataset", args.epochs, 2, max(1, cores // 2)))
             for n in (1, 2):
                 cfg.train.num_proc = n
                 cfg.train.threads_per_rank = max(1, cores // n)
@@ -137,7 +172,15 @@ def main() -> None:
                                              "test_accuracy": [r["accuracy"] for r in rows],
                                              "wall_seconds": [round(r["wall"], 1) for r in rows]}
         figures["scaling_efficiency_N2_vs_N1"] = medians[2] / medians[1]
-        print(f"scaling efficiency N=2 vs N=1: {medians[2] / medians[1]:.2f}")
+        ceiling_rates = [c["images_per_sec"] for c in ceilings]
+        ceiling = float(np.median(ceiling_rates))
+        figures["ceiling_N2"] = {"path": "2 plain Keras processes at once, half the data and threads each, no allreduce",
+                                 "images_per_sec": ceiling_rates, "median": ceiling,
+                                 "ratio_vs_keras": ceiling / base_median,
+                                 "pipeline_N2_vs_ceiling": medians[2] / ceiling}
+        print(f"{f'ceiling N=2: 2 Keras processes, {max(1, cores // 2)} thr each':44} {ceiling:9,.0f} "
+              f"{ceiling / base_median:6.2f}  [{min(ceiling_rates):,.0f}-{max(ceiling_rates):,.0f}]")
+        print(f"scaling efficiency N=2 vs N=1: {medians[2] / medians[1]:.2f}; N=2 vs its ceiling: {medians[2] / ceiling:.2f}")
         for n, rows in runs.items():
             print(f"pipeline N={n}: test accuracy {[round(r['accuracy'], 4) for r in rows]}, "
                   f"train+evaluate+register wall {[round(r['wall'], 1) for r in rows]} s")

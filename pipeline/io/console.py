@@ -19,6 +19,17 @@ _FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 QUIET_LOGGERS = ("py4j", "petastorm", "pyarrow")
 
 
+def drop_py4j_retry(record: logging.LogRecord) -> bool:
+    """Logging filter: False for py4j's note that it is retrying a command on a fresh connection.
+
+    py4j logs that on the root logger at INFO with a full traceback (a connection to the JVM that a
+    finished thread left behind was reset); the command then succeeds. A retry that fails is logged at
+    ERROR and kept.
+    """
+    return not (record.levelno == logging.INFO and record.module == "java_gateway"
+                and record.msg == "Exception while sending command.")
+
+
 class _ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
@@ -74,6 +85,7 @@ class Console:
 
     def _add(self, logger: logging.Logger, handler: logging.Handler, formatter: logging.Formatter) -> None:
         handler.setFormatter(formatter)
+        handler.addFilter(drop_py4j_retry)
         logger.addHandler(handler)
         self._handlers.append((logger, handler))
 
