@@ -66,7 +66,9 @@ def plan_units(fs: HadoopFS, fmt: str, split: str, pattern: str, key: str | None
     return rows
 
 
-STAGED_SCHEMA = "id string, split string, source string, idx long, label int, image binary"
+# ``src``: the source file's position among the inputs' sorted paths (ingest decides which copy of a
+# repeated image to keep by it: one 64-bit key per row instead of the path)
+STAGED_SCHEMA = "id string, split string, source string, src int, idx long, label int, image binary"
 _BATCH_ROWS = 8192
 
 
@@ -76,8 +78,8 @@ class _Sink:
     images with their ids), so that only the per-file rows cross from Python to the JVM. The file's
     name comes from the task's number, so a retried task replaces its earlier attempt's file."""
 
-    def __init__(self, staged_dir: str | None, task: int, rows_parsed):
-        self.staged_dir, self.task, self.rows_parsed = staged_dir, task, rows_parsed
+    def __init__(self, staged_dir: str | None, task: int, src: int, rows_parsed):
+        self.staged_dir, self.task, self.src, self.rows_parsed = staged_dir, task, src, rows_parsed
         self.parts = []
 
     def images(self, split: str, source: str, first: int, x, y):
@@ -120,12 +122,13 @@ class _Sink:
             tables.append(pa.table({
                 "id": pa.array([hashlib.sha256(row).hexdigest()[:32] for row in x], pa.string()),
                 "split": pa.repeat(split, n), "source": pa.repeat(source, n),
+                "src": pa.repeat(pa.scalar(self.src, pa.int32()), n),
                 "idx": pa.array(np.arange(first, first + n, dtype=np.int64)),
                 "label": pa.array(y.astype(np.int32)), "image": _binary_column(x),
             }))
         sink = pa.BufferOutputStream()
         pq.write_table(pa.concat_tables(tables), sink, use_dictionary=["split", "source"], compression="snappy",
-                       write_statistics=["id", "split", "source", "idx", "label"])
+                       write_statistics=["id", "split", "source", "src", "idx", "label"])
         storage.write_bytes(storage.join(self.staged_dir, f"part-{self.task:05d}.parquet"),
                             sink.getvalue().to_pybytes())
 
@@ -179,7 +182,7 @@ def _parse_text_fn(fmt: str, csv_header: str, files: dict[str, tuple[int, str, s
                     yield _meta_batch([meta, {"kind": "error", "split": split, "source": path, "message": str(exc)}])
                     continue
                 yield _meta_batch([{**meta, "nrows": len(y)}])
-                sink = _Sink(staged_dir, task, rows_parsed)
+                sink = _Sink(staged_dir, task, task, rows_parsed)  # task numbers follow the sorted paths
                 yield from sink.images(split, path, 0, x, y)
                 sink.close()
 
@@ -187,7 +190,8 @@ def _parse_text_fn(fmt: str, csv_header: str, files: dict[str, tuple[int, str, s
 
 
 IDX_TASK_SCHEMA = (
-    "task long, unit string, split string, images string, labels string, ranged boolean, start long, stop long"
+    "task long, unit string, split string, images string, labels string, src long, ranged boolean, start long, "
+    "stop long"
 )
 _IDX_IMAGES_HEADER = 16
 _IDX_LABELS_HEADER = 8
@@ -206,12 +210,13 @@ def plan_idx_tasks(units: list[dict], records_per_task: int | None) -> list[dict
         pair = pairs.setdefault(u["unit"], {"unit": u["unit"], "split": u["split"]})
         pair[u["role"]] = u["path"]
         pair[u["role"] + "_size"] = u.get("size", 0)
+    src = {p: i for i, p in enumerate(sorted(pair["images"] for pair in pairs.values()))}
     tasks = []
     for _, pair in sorted(pairs.items()):
         raw = not pair["images"].endswith(".gz") and not pair["labels"].endswith(".gz")
         n = max(0, pair["images_size"] - _IDX_IMAGES_HEADER) // (28 * 28)
         ranged = bool(records_per_task) and raw and n > records_per_task
-        base = {k: pair[k] for k in ("unit", "split", "images", "labels")}
+        base = {**{k: pair[k] for k in ("unit", "split", "images", "labels")}, "src": src[pair["images"]]}
         # weight: about how many images the task parses (gzip: MNIST-like images deflate about 3:1)
         whole = max(1, n if raw else 3 * n)
         tasks.append({**base, "ranged": ranged, "start": -1, "stop": -1, "weight": 1 if ranged else whole})
@@ -355,7 +360,7 @@ def _parse_idx_fn(staged_dir: str | None, rows_parsed):
 
         for batch in batches:
             for t in batch.to_pylist():
-                sink = _Sink(staged_dir, t["task"], rows_parsed)
+                sink = _Sink(staged_dir, t["task"], t["src"], rows_parsed)
                 try:
                     if t["start"] >= 0:
                         yield from record_range(t, sink)

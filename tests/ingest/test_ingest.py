@@ -196,3 +196,20 @@ def test_partition_keys_land_in_their_partitions_under_spark_hashing(spark):
     placed = (spark.createDataFrame([(k,) for k in keys], "k int").repartition(n, "k")
               .select("k", F.spark_partition_id().alias("p")).collect())
     assert sorted((r.p, r.k) for r in placed) == list(enumerate(keys))
+
+
+def test_of_copies_in_several_files_the_first_file_by_path_wins(spark, small_arrays, tmp_path):
+    # image 130 is at index 10 of train-b (its label) and at index 100 of train-a (another label): the
+    # copy in train-a is kept, first by source file, then by index
+    x, y = small_arrays["train"]
+    xte, yte = small_arrays["test"]
+    a_x, a_y = x[:120].copy(), y[:120].copy()
+    a_x[100], a_y[100] = x[130], (y[130] + 3) % 10
+    write_idx_pair(tmp_path / "in", "train-b", x[120:], y[120:])
+    write_idx_pair(tmp_path / "in", "train-a", a_x, a_y)
+    write_idx_pair(tmp_path / "in", "t10k", xte, yte)
+    root = tmp_path / "out"
+    manifest = ingest(spark, make_config(root, str(tmp_path / "in" / "train-*"), str(tmp_path / "in" / "t10k-*")))
+    kept = {r[0]: r[2] for r in read_split(root, "train") + read_split(root, "val")}
+    assert kept[image_id(x[130])] == (y[130] + 3) % 10
+    assert manifest["duplicates"] == {"dropped": 1, "label_conflicts": 1}
