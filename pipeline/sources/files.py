@@ -8,6 +8,8 @@ each), text files through Spark's binaryFile source, one task per file.
 
 from __future__ import annotations
 
+import json
+
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -148,6 +150,11 @@ def arrow_schema(ddl: str):
 
     types = {"string": pa.string(), "long": pa.int64(), "int": pa.int32(), "binary": pa.binary()}
     return pa.schema([(name, types[kind]) for name, kind in (p.split() for p in ddl.split(", "))])
+
+
+def _struct_fields(ddl: str) -> str:
+    """``a long, b string`` as struct fields: ``a: long, b: string``."""
+    return ", ".join(f"{name}: {kind}" for name, kind in (p.split() for p in ddl.split(", ")))
 
 
 def _meta_batch(rows: list[dict]):
@@ -409,13 +416,17 @@ def parse_inputs(spark: SparkSession, fmt: str, units: list[dict], csv_header: s
         tasks = plan_idx_tasks(units, records_per_task)
         columns = [part.split()[0] for part in IDX_TASK_SCHEMA.split(", ")]
         slot_of = assign_slots(tasks, spark.sparkContext.defaultParallelism)
-        plan = spark.createDataFrame([(slot_of[t["task"]], *(t[c] for c in columns)) for t in tasks],
-                                     "slot long, " + IDX_TASK_SCHEMA)
-        # Spark task i runs the parse tasks of slot i: a JVM range with one row per partition, joined to
-        # the small plan (a broadcast join keeps the range's partitions; no Python process makes the rows)
+        # Spark task i runs the parse tasks of slot i: a JVM range with one row per partition, each row
+        # taking its slot's tasks from the plan, a JSON literal (no Python process makes the rows and no
+        # job broadcasts them)
         n_slots = max(slot_of.values()) + 1
-        slots = spark.range(0, n_slots, 1, n_slots).withColumnRenamed("id", "slot")
-        frame = slots.join(F.broadcast(plan), "slot").select(*columns)
+        by_slot: list[list[dict]] = [[] for _ in range(n_slots)]
+        for t in tasks:
+            by_slot[slot_of[t["task"]]].append({c: t[c] for c in columns})
+        plan = F.from_json(F.lit(json.dumps(by_slot)), f"array<array<struct<{_struct_fields(IDX_TASK_SCHEMA)}>>>")
+        frame = (spark.range(0, n_slots, 1, n_slots)
+                 .select(F.explode(F.element_at(plan, F.col("id").cast("int") + 1)).alias("t"))
+                 .select("t.*"))
         return frame.mapInArrow(_parse_idx_fn(staged_dir, rows_parsed), PARSED_SCHEMA)
     paths = sorted({u["path"] for u in units})
     number = {p: i for i, p in enumerate(paths)}
