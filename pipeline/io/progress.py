@@ -27,6 +27,7 @@ class SparkProgress:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"progress-{phase}", daemon=True)
         self._start = 0.0
+        self._end: float | None = None
 
     def __enter__(self) -> SparkProgress:
         self._start = time.monotonic()
@@ -35,13 +36,15 @@ class SparkProgress:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._end = time.monotonic()
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
 
     @property
     def elapsed(self) -> float:
-        return time.monotonic() - self._start
+        """Seconds from entering to leaving the context (to now while inside it)."""
+        return (self._end if self._end is not None else time.monotonic()) - self._start
 
     def line(self) -> str:
         tracker = self._sc.statusTracker()

@@ -54,3 +54,13 @@ def test_more_shards_than_row_groups_is_refused(sample_dataset):
     with pytest.raises(NoDataAvailableError):
         with open_split(str(root), "val", batch_size=10, cur_shard=0, shard_count=9):
             pass
+
+
+@pytest.mark.parametrize("shuffle_buffer", [0, 512])
+def test_training_reader_runs_without_the_tf_data_autotuner(sample_dataset, shuffle_buffer):
+    # Deleting an autotuned iterator waits for the autotuner's thread: 0-20 s at the end of every
+    # fit on 2 cores (bench/fit_end_bench.py). The pipeline must keep it off, and still read whole.
+    root, _ = sample_dataset
+    with open_split(str(root), "val", batch_size=100, shuffle_buffer=shuffle_buffer, seed=1) as ds:
+        assert ds.options().autotune.enabled is False
+        assert sum(int(image.shape[0]) for image, _ in ds) == 800
