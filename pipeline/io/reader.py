@@ -19,10 +19,11 @@ def _fixed_pipeline_options():
 
     tf.data's autotuner runs a model thread per iterator that re-optimises the pipeline in the
     background; deleting the iterator (at the end of ``model.fit``) waits for an optimisation pass to
-    finish. On a loaded 2-core machine that wait was 0-20 s per ``fit`` (39 s once, in a two-rank run),
-    and the autotuner's CPU time slowed training itself (docs/benchmarks.md, "End of training"). The
+    finish. On a loaded 2-core machine that wait was 0-10 s per ``fit``, and 39-46 s in two-rank
+    runs (docs/benchmarks.md, the end of training under "Training"; bench/fit_end_bench.py). The
     pipeline here is short (Petastorm's own threads read and decode Parquet; one vectorised decode of
-    each batch), so two parallel decode calls and two prefetched batches are all it needs.
+    each batch), so two parallel decode calls and two prefetched batches are all it needs: training
+    measured no slower without the autotuner.
     """
     import tensorflow as tf
 
