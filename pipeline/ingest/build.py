@@ -233,6 +233,10 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
         cache = download_mnist(icfg.download)
         fmt, train_spec, test_spec = "idx", f"{cache}/train-*-ubyte*", f"{cache}/t10k-*-ubyte*"
     units = plan_units(fs, fmt, "train", train_spec) + plan_units(fs, fmt, "test", test_spec)
+    sources = sum(u["role"] != "labels" for u in units)
+    if sources >= 1 << _KEY_SRC_BITS:  # the copy key holds a source's number in _KEY_SRC_BITS bits
+        raise InputError(f"ingest.train and ingest.test match {sources:,} image files; one ingest takes at most "
+                         f"{(1 << _KEY_SRC_BITS) - 1:,}: ingest fewer, larger files")
     log.info("ingest: %d %s input files -> %s", len(units), fmt, root)
 
     sc = spark.sparkContext
@@ -262,8 +266,6 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
 
         # De-duplication, the val split and the file ranges are decided on narrow rows (id, split, label,
         # copy key: about 50 bytes); the images themselves are shuffled once, to be written.
-        if len(inputs) >= 1 << _KEY_SRC_BITS:
-            raise InputError(f"{len(inputs):,} input files; at most {(1 << _KEY_SRC_BITS) - 1:,} can be ingested at once")
         images = spark.read.schema(STAGED_SCHEMA).parquet(staged)
         with SparkProgress(sc, "ingest dedupe", cfg.spark.progress_interval_s) as dedupe_prog:
             kept = cached = (keep_one_per_image(images.select("id", "split", "src", "idx", "label"))

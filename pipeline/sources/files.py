@@ -149,12 +149,17 @@ def arrow_schema(ddl: str):
     import pyarrow as pa
 
     types = {"string": pa.string(), "long": pa.int64(), "int": pa.int32(), "binary": pa.binary()}
-    return pa.schema([(name, types[kind]) for name, kind in (p.split() for p in ddl.split(", "))])
+    return pa.schema([(name, types[kind]) for name, kind in _ddl_fields(ddl)])
+
+
+def _ddl_fields(ddl: str) -> list[tuple[str, str]]:
+    """``a long, b string`` as ``[("a", "long"), ("b", "string")]``."""
+    return [tuple(p.split()) for p in ddl.split(", ")]
 
 
 def _struct_fields(ddl: str) -> str:
     """``a long, b string`` as struct fields: ``a: long, b: string``."""
-    return ", ".join(f"{name}: {kind}" for name, kind in (p.split() for p in ddl.split(", ")))
+    return ", ".join(f"{name}: {kind}" for name, kind in _ddl_fields(ddl))
 
 
 def _meta_batch(rows: list[dict]):
@@ -196,6 +201,9 @@ def _parse_text_fn(fmt: str, csv_header: str, files: dict[str, tuple[int, str, s
     return run
 
 
+# Up to this many parse tasks, the plan reaches the tasks as a literal in the query (about 300
+# bytes a task, in every Spark task); more are broadcast.
+LITERAL_PLAN_TASKS = 2_000
 IDX_TASK_SCHEMA = (
     "task long, unit string, split string, images string, labels string, src long, ranged boolean, start long, "
     "stop long"
@@ -414,19 +422,23 @@ def parse_inputs(spark: SparkSession, fmt: str, units: list[dict], csv_header: s
     if fmt == "idx":
         check_readable_by_tasks(units)
         tasks = plan_idx_tasks(units, records_per_task)
-        columns = [part.split()[0] for part in IDX_TASK_SCHEMA.split(", ")]
+        columns = [name for name, _ in _ddl_fields(IDX_TASK_SCHEMA)]
         slot_of = assign_slots(tasks, spark.sparkContext.defaultParallelism)
-        # Spark task i runs the parse tasks of slot i: a JVM range with one row per partition, each row
-        # taking its slot's tasks from the plan, a JSON literal (no Python process makes the rows and no
-        # job broadcasts them)
+        # Spark task i runs the parse tasks of slot i: a JVM range with one row per partition
         n_slots = max(slot_of.values()) + 1
-        by_slot: list[list[dict]] = [[] for _ in range(n_slots)]
-        for t in tasks:
-            by_slot[slot_of[t["task"]]].append({c: t[c] for c in columns})
-        plan = F.from_json(F.lit(json.dumps(by_slot)), f"array<array<struct<{_struct_fields(IDX_TASK_SCHEMA)}>>>")
-        frame = (spark.range(0, n_slots, 1, n_slots)
-                 .select(F.explode(F.element_at(plan, F.col("id").cast("int") + 1)).alias("t"))
-                 .select("t.*"))
+        slots = spark.range(0, n_slots, 1, n_slots)
+        if len(tasks) <= LITERAL_PLAN_TASKS:
+            # each row takes its slot's tasks from the plan as a JSON literal: no Python process makes
+            # the rows and no job broadcasts them (the literal travels with every Spark task)
+            by_slot: list[list[dict]] = [[] for _ in range(n_slots)]
+            for t in tasks:
+                by_slot[slot_of[t["task"]]].append({c: t[c] for c in columns})
+            plan = F.from_json(F.lit(json.dumps(by_slot)), f"array<array<struct<{_struct_fields(IDX_TASK_SCHEMA)}>>>")
+            frame = slots.select(F.explode(F.element_at(plan, F.col("id").cast("int") + 1)).alias("t")).select("t.*")
+        else:  # a big plan is broadcast once instead (one more job; it keeps the range's partitions)
+            rows = spark.createDataFrame([(slot_of[t["task"]], *(t[c] for c in columns)) for t in tasks],
+                                         "slot long, " + IDX_TASK_SCHEMA)
+            frame = slots.withColumnRenamed("id", "slot").join(F.broadcast(rows), "slot").select(*columns)
         return frame.mapInArrow(_parse_idx_fn(staged_dir, rows_parsed), PARSED_SCHEMA)
     paths = sorted({u["path"] for u in units})
     number = {p: i for i, p in enumerate(paths)}

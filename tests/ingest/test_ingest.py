@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from pipeline.ingest.build import ingest
 from tests.conftest import make_config, small_idx_inputs
@@ -143,8 +144,12 @@ def _files_in_id_order(root, split):
     return out
 
 
-def test_raw_idx_split_into_record_ranges_gives_the_same_dataset(spark, small_arrays, tmp_path):
-    # the same digits gzipped (one task per pair) and raw, parsed in record ranges of 50 images
+@pytest.mark.parametrize("plan", ["literal", "broadcast"])
+def test_raw_idx_split_into_record_ranges_gives_the_same_dataset(plan, spark, small_arrays, tmp_path, monkeypatch):
+    # the same digits gzipped (one task per pair) and raw, parsed in record ranges of 50 images; the
+    # task plan reaches the tasks as a literal (small plans) or broadcast (big ones)
+    if plan == "broadcast":
+        monkeypatch.setattr("pipeline.sources.files.LITERAL_PLAN_TASKS", 0)
     for gz in (True, False):
         write_idx_pair(tmp_path / f"in-{gz}", "train", *small_arrays["train"], gz=gz)
         write_idx_pair(tmp_path / f"in-{gz}", "t10k", *small_arrays["test"], gz=gz)

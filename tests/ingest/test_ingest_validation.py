@@ -258,3 +258,16 @@ def test_an_input_removed_after_planning_is_reported_by_name(gz, spark, small_ar
     errors = {r.message for r in parsed.drop("image").collect() if r.kind == "error"}
     assert len(errors) == 1
     assert re.search(r"train-labels-idx1-ubyte(\.gz)?: cannot be read any more \(FileNotFoundError", errors.pop())
+
+
+def test_more_image_files_than_the_copy_key_holds_is_refused_up_front(spark, small_arrays, previous_dataset,
+                                                                      tmp_path, monkeypatch):
+    # the copy key numbers source files in 26 bits; shrunk to 1 bit here, two image files are too many
+    monkeypatch.setattr("pipeline.ingest.build._KEY_SRC_BITS", 1)
+    x, y = small_arrays["train"]
+    train = _train_files(tmp_path / "in", idx_images_bytes(x), idx_labels_bytes(y))
+    before = tree_snapshot(previous_dataset)
+    cfg = make_config(previous_dataset, train, _good_test_pair(tmp_path / "in", small_arrays))
+    with pytest.raises(InputError, match=r"ingest.train and ingest.test match 2 image files; one ingest takes at most 1"):
+        ingest(spark, cfg)
+    assert tree_snapshot(previous_dataset) == before
