@@ -44,6 +44,7 @@ TUNE_SAMPLERS = ("tpe", "random")
 TUNE_PRUNERS = ("median", "threshold", "none")
 TUNE_DISTRIBUTIONS = ("float", "int", "categorical")
 LR_FIND_SUGGESTIONS = ("steepest", "min_div_10")
+TRAIN_CACHE_MODES = ("auto", "always", "never")
 
 
 @dataclass
@@ -131,7 +132,11 @@ class TrainConfig:
     validation_steps: int | None = None  # None: one pass over the val split per epoch
     early_stopping_patience: int = 0  # epochs without val-loss improvement before stopping; 0: off
     seed: int = 42
-    shuffle_buffer: int = 4096
+    shuffle_buffer: int = 4096  # rows, when a rank streams its shard; a shard in memory is fully reshuffled
+    # Each rank reads its train and val shards once into memory and trains from there (auto: when they
+    # fit in cache_max_mb per rank; never: stream them with Petastorm every epoch).
+    cache_in_memory: str = "auto"
+    cache_max_mb: int = 1024
     checkpoint_dir: str = "data/checkpoints"  # every rank and the driver must reach it
     resume: bool = True  # an unfinished run with the same settings continues from its last epoch
     threads_per_rank: int | None = None  # None: the driver's cores divided by the ranks, at least 1
@@ -343,6 +348,9 @@ def _validate_core(cfg: PipelineConfig) -> None:
     for key, value in (("train.batch_size", cfg.train.batch_size), ("train.epochs", cfg.train.epochs)):
         if value < 1:
             raise ConfigError(f"{key} is {value}; expected at least 1")
+    _one_of("train.cache_in_memory", cfg.train.cache_in_memory, TRAIN_CACHE_MODES)
+    if cfg.train.cache_max_mb < 0:
+        raise ConfigError(f"train.cache_max_mb is {cfg.train.cache_max_mb}; expected at least 0")
     if cfg.train.num_proc is not None and cfg.train.num_proc < 1:
         raise ConfigError(f"train.num_proc is {cfg.train.num_proc}; expected at least 1 (or null for Spark's default)")
     _one_of("infer.input_format", cfg.infer.input_format, INFER_INPUT_FORMATS)

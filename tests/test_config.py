@@ -50,6 +50,10 @@ def test_wrong_type_and_out_of_range_values_are_refused():
         load_config(overrides=["ingest.val_fraction=1.5"])
     with pytest.raises(ConfigError, match=r"ingest\.format is 'tfrecord'"):
         load_config(overrides=["ingest.format=tfrecord"])
+    with pytest.raises(ConfigError, match=r"train\.cache_in_memory is 'sometimes'"):
+        load_config(overrides=["train.cache_in_memory=sometimes"])
+    with pytest.raises(ConfigError, match=r"train\.cache_max_mb is -1; expected at least 0"):
+        load_config(overrides=["train.cache_max_mb=-1"])
     with pytest.raises(ConfigError, match=r"not of the form section\.key=value"):
         load_config(overrides=["ingest.seed"])
 

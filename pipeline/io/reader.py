@@ -7,11 +7,18 @@ Training uses exactly this: Petastorm's ``make_batch_reader`` shards by Parquet 
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 import warnings
 from collections.abc import Iterator
 
 from pipeline.io.dataset import split_path
 from pipeline.io.fs import to_url
+
+log = logging.getLogger(__name__)
+
+# Bytes a row takes in memory once decoded: 784 pixels and an int32 label.
+ROW_BYTES_IN_MEMORY = 28 * 28 + 4
 
 
 def _fixed_pipeline_options():
@@ -45,6 +52,7 @@ def open_split(
     seed: int | None = None,
     with_ids: bool = False,
     workers_count: int = 2,
+    in_memory: bool = False,
 ) -> Iterator[tf.data.Dataset]:  # noqa: F821
     """Opens one shard of a split as batches of ``(image, label)`` (or ``(image, label, id)``).
 
@@ -61,6 +69,9 @@ def open_split(
         shuffle_buffer: rows in a shuffle buffer; 0 keeps the order of the files.
         with_ids: also yield the row ids (for checks and joins).
         workers_count: reader threads.
+        in_memory: read the shard once into memory and serve every pass from there
+            (``load_shard``, ``in_memory_dataset``); a shuffled pass is then a full shuffle of the
+            shard, whatever ``shuffle_buffer`` says. Not with ``with_ids``.
 
     Raises:
         petastorm.NoDataAvailableError: the split has fewer row groups than ``shard_count``.
@@ -68,11 +79,16 @@ def open_split(
     import tensorflow as tf
     from petastorm import make_batch_reader
 
-    # petastorm 0.13 uses pyarrow's legacy dataset API, which pyarrow 12 warns about at every call.
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm(\.|$)")
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"petastorm(\.|$)")
+    _quiet_petastorm()
     from petastorm.tf_utils import make_petastorm_dataset
 
+    if in_memory:
+        if with_ids:
+            raise ValueError("open_split: in_memory does not keep row ids; read with_ids streaming")
+        images, labels = load_shard(root, split, cur_shard, shard_count, workers_count=workers_count)
+        yield in_memory_dataset(images, labels, batch_size, num_epochs=num_epochs,
+                                shuffle=shuffle_buffer > 0 or shuffle_row_groups, seed=seed)
+        return
     fields = ["id", "image", "label"] if with_ids else ["image", "label"]
     reader = make_batch_reader(
         to_url(split_path(root, split)),
@@ -100,3 +116,65 @@ def open_split(
     finally:
         reader.stop()
         reader.join()
+
+
+def _quiet_petastorm() -> None:
+    # petastorm 0.13 uses pyarrow's legacy dataset API, which pyarrow 12 warns about at every call.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm(\.|$)")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"petastorm(\.|$)")
+
+
+def load_shard(root: str, split: str, cur_shard: int | None = None, shard_count: int | None = None,
+               workers_count: int = 2):
+    """One shard of a split as two numpy arrays: images ``uint8 (rows, 28, 28, 1)`` and labels ``int32``.
+
+    The same rows, in the same shard, as ``open_split`` streams (Petastorm shards by row group), read
+    once and put in id order (the order ingest writes them in). Memory: ``ROW_BYTES_IN_MEMORY`` per row.
+    """
+    import numpy as np
+    from petastorm import make_batch_reader
+
+    _quiet_petastorm()
+    start = time.perf_counter()
+    images, labels, ids = [], [], []
+    with make_batch_reader(to_url(split_path(root, split)), schema_fields=["id", "image", "label"],
+                           cur_shard=cur_shard, shard_count=shard_count, num_epochs=1,
+                           workers_count=workers_count, reader_pool_type="thread") as reader:
+        for batch in reader:
+            # One copy of the whole row group's pixels; no per-row arrays.
+            images.append(np.frombuffer(b"".join(batch.image), dtype=np.uint8))
+            labels.append(np.asarray(batch.label, dtype=np.int32))
+            ids.append(np.asarray(batch.id))
+    if not labels:
+        return np.zeros((0, 28, 28, 1), np.uint8), np.zeros((0,), np.int32)
+    pixels = np.concatenate(images)
+    y = np.concatenate(labels)
+    if pixels.size != y.size * 784:
+        raise ValueError(f"{split_path(root, split)}: {pixels.size} pixel bytes for {y.size} rows; "
+                         "expected 784 per row (was the split written by ingest?)")
+    # Reader threads return row groups in the order they finish; sorting by id (the order ingest
+    # writes) makes the arrays, and so a seeded shuffle of them, the same on every run.
+    order = np.argsort(np.concatenate(ids), kind="stable")
+    pixels, y = pixels.reshape(-1, 784)[order], y[order]
+    log.info("%s shard %s/%s in memory: %d rows, %.1f MB, read in %.1f s", split, cur_shard, shard_count,
+             y.size, (pixels.nbytes + y.nbytes) / 1e6, time.perf_counter() - start)
+    return pixels.reshape(-1, 28, 28, 1), y
+
+
+def in_memory_dataset(images, labels, batch_size: int, num_epochs: int | None = None, shuffle: bool = False,
+                      seed: int | None = None):
+    """Batches of ``(image, label)`` from arrays in memory, as ``open_split`` yields them.
+
+    Shuffling permutes row indices (8 bytes a row), not the images, and every pass gets a fresh
+    permutation of the whole shard; each batch is then one gather. Passes run into each other
+    (the last batch of a pass is completed from the next), as with the streaming reader.
+    """
+    import tensorflow as tf
+
+    images_t, labels_t = tf.constant(images), tf.constant(labels)
+    index = tf.data.Dataset.range(int(labels.shape[0]))
+    if shuffle:
+        index = index.shuffle(int(labels.shape[0]), seed=seed, reshuffle_each_iteration=True)
+    index = index.repeat(num_epochs).batch(batch_size)
+    dataset = index.map(lambda i: (tf.gather(images_t, i), tf.gather(labels_t, i)), num_parallel_calls=2)
+    return dataset.prefetch(2).with_options(_fixed_pipeline_options())

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
-from pipeline.config import PipelineConfig
+from pipeline.config import PipelineConfig, TrainConfig
 from pipeline.errors import TrainingError
 from pipeline.io import storage
 from pipeline.io.dataset import SPLITS
@@ -84,7 +84,7 @@ def _run_identity(cfg: PipelineConfig, num_proc: int, manifest: dict) -> dict:
         "model": dataclasses.asdict(cfg.model),
         "optimizer": dataclasses.asdict(cfg.optimizer),
         "train": {k: getattr(t, k) for k in ("batch_size", "epochs", "steps_per_epoch", "validation_steps", "seed",
-                                             "shuffle_buffer",
+                                             "shuffle_buffer", "cache_in_memory", "cache_max_mb",
                                              "early_stopping_patience")},
         "num_proc": num_proc,
         "dataset": {"root": qualify(cfg.data.root), "created_at": manifest["created_at"]},
@@ -127,6 +127,7 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
     # Horovod: every rank runs the same number of steps, however uneven the shards, so allreduce never waits.
     steps_per_epoch = cfg.train.steps_per_epoch or max(1, math.ceil(train_rows / (batch * n)))
     val_steps = cfg.train.validation_steps or max(1, math.ceil(val_rows / (batch * n)))
+    in_memory, shard_mb = shards_in_memory(cfg.train, train_rows, val_rows, n)
 
     key = checkpoints.run_key(_run_identity(cfg, n, manifest))
     run_dir = f"{qualify(cfg.train.checkpoint_dir).rstrip('/')}/{key}"
@@ -147,7 +148,7 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
         state.mlflow_run_id = run_id
         checkpoints.write_state(run_dir, state)
         if resume_run is None:
-            _log_run_params(cfg, pre, steps_per_epoch, key)
+            _log_run_params(cfg, pre, steps_per_epoch, key, in_memory)
         elif trained_already:
             log.info("run %s finished training earlier but was not logged; logging it now (no retraining)", run_id)
         else:
@@ -164,10 +165,11 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
             job = RankJob(model=cfg.model, optimizer=cfg.optimizer, train=cfg.train,
                           dataset_root=qualify(cfg.data.root), run_dir=run_dir, ranks=n,
                           steps_per_epoch=steps_per_epoch, val_steps=val_steps,
-                          threads_per_rank=pre.threads_per_rank, start_epoch=start_epoch,
+                          threads_per_rank=pre.threads_per_rank, in_memory=in_memory, start_epoch=start_epoch,
                           checkpoint=state.checkpoint if start_epoch else None, stoppable=on_epoch is not None)
-            log.info("training: %d ranks x %d threads, %d steps/epoch of %d per rank, epochs %d-%d, run dir %s",
-                     n, pre.threads_per_rank, steps_per_epoch, batch, start_epoch + 1, cfg.train.epochs, run_dir)
+            log.info("training: %d ranks x %d threads, %d steps/epoch of %d per rank, epochs %d-%d, shards %s "
+                     "(%.0f MB a rank), run dir %s", n, pre.threads_per_rank, steps_per_epoch, batch, start_epoch + 1,
+                     cfg.train.epochs, "in memory" if in_memory else "streamed", shard_mb, run_dir)
             def on_record(record) -> bool:
                 if register:
                     _prepare_evaluation()
@@ -239,12 +241,27 @@ def _resume_point(cfg: PipelineConfig, client, run_dir: str, key: str):
     return state, resume_run
 
 
-def _log_run_params(cfg: PipelineConfig, pre, steps_per_epoch: int, key: str) -> None:
+def shards_in_memory(t: TrainConfig, train_rows: int, val_rows: int, ranks: int) -> tuple[bool, float]:
+    """Whether each rank holds its train and val shards in memory, and their size in MB per rank.
+
+    ``auto`` holds them when they fit in ``train.cache_max_mb``: from the second epoch on, a rank then
+    spends no CPU on reading and decoding Parquet, which on a rank with one or two cores competes with
+    training itself (docs/benchmarks.md, training)."""
+    from pipeline.io.reader import ROW_BYTES_IN_MEMORY
+
+    mb = (math.ceil(train_rows / ranks) + math.ceil(val_rows / ranks)) * ROW_BYTES_IN_MEMORY / 1e6
+    if t.cache_in_memory == "auto":
+        return mb <= t.cache_max_mb, mb
+    return t.cache_in_memory == "always", mb
+
+
+def _log_run_params(cfg: PipelineConfig, pre, steps_per_epoch: int, key: str, in_memory: bool) -> None:
     import mlflow
 
     manifest = pre.manifest
     params = {**cfg.flat(), **_package_versions(), "horovod.num_proc": pre.num_proc,
               "horovod.threads_per_rank": pre.threads_per_rank, "horovod.steps_per_epoch": steps_per_epoch,
+              "horovod.shards_in_memory": in_memory,
               "dataset.created_at": manifest["created_at"], "dataset.code_version": manifest["code_version"],
               "run_key": key}
     params.update({f"dataset.{s}.rows": manifest["splits"][s]["rows"] for s in SPLITS})

@@ -27,6 +27,7 @@ class RankJob:
     steps_per_epoch: int
     val_steps: int
     threads_per_rank: int
+    in_memory: bool = False  # read the train and val shards once into memory (the driver decides)
     start_epoch: int = 0
     checkpoint: str | None = None  # prefix inside run_dir to resume from
     stoppable: bool = False  # the driver may stop the ranks early (tuning trials); they then look every few batches
@@ -170,9 +171,9 @@ def _train(job: RankJob):
 
     with open_split(job.dataset_root, "train", tcfg.batch_size, cur_shard=rank, shard_count=size,
                     num_epochs=None, shuffle_row_groups=True, shuffle_buffer=tcfg.shuffle_buffer,
-                    seed=tcfg.seed + rank) as train_ds, \
+                    seed=tcfg.seed + rank, in_memory=job.in_memory) as train_ds, \
          open_split(job.dataset_root, "val", tcfg.batch_size, cur_shard=rank, shard_count=size,
-                    num_epochs=None) as val_ds:
+                    num_epochs=None, in_memory=job.in_memory) as val_ds:
         callbacks = [
             cb.LearningRateController(job.optimizer, size, tcfg.epochs, job.steps_per_epoch),
             cb.Throughput(job.steps_per_epoch, tcfg.batch_size),

@@ -64,3 +64,57 @@ def test_training_reader_runs_without_the_tf_data_autotuner(sample_dataset, shuf
     with open_split(str(root), "val", batch_size=100, shuffle_buffer=shuffle_buffer, seed=1) as ds:
         assert ds.options().autotune.enabled is False
         assert sum(int(image.shape[0]) for image, _ in ds) == 800
+
+
+def _pairs(images, labels):
+    return sorted(zip((bytes(np.asarray(i, dtype=np.uint8).tobytes()) for i in images), (int(v) for v in labels)))
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_a_shard_in_memory_holds_the_rows_the_streaming_reader_yields(sample_dataset, count):
+    from pipeline.io.reader import load_shard
+
+    root, _ = sample_dataset
+    for rank in range(count):
+        _, streamed_images, streamed_labels = _read_ids(root, "val", rank, count)
+        images, labels = load_shard(str(root), "val", rank, count)
+        assert images.shape == (len(streamed_labels), 28, 28, 1) and images.dtype == np.uint8
+        assert labels.dtype == np.int32
+        assert _pairs(images.reshape(-1, 784), labels) == _pairs(streamed_images, streamed_labels)
+
+
+def test_in_memory_passes_are_full_reshuffles_of_the_shard(sample_dataset):
+    root, _ = sample_dataset
+    with open_split(str(root), "val", batch_size=100, num_epochs=None, shuffle_buffer=512, seed=3,
+                    in_memory=True) as ds:
+        assert ds.options().autotune.enabled is False
+        it = iter(ds)
+        passes = [[next(it) for _ in range(8)] for _ in range(2)]  # 800 rows: 8 batches a pass
+    with open_split(str(root), "val", batch_size=100) as ds:
+        stored = _pairs(*zip(*[(i, l) for image, label in ds for i, l in zip(image.numpy(), label.numpy())]))
+    orders = []
+    for batches in passes:
+        images = np.concatenate([b[0].numpy() for b in batches])
+        labels = np.concatenate([b[1].numpy() for b in batches])
+        assert _pairs(images, labels) == stored  # every row exactly once per pass
+        orders.append(images.reshape(-1, 784)[:, 300:310].tobytes())
+    assert orders[0] != orders[1]  # each pass in a new order
+
+
+def test_in_memory_reader_is_deterministic_for_a_seed(sample_dataset):
+    root, _ = sample_dataset
+
+    def first_labels(seed):
+        with open_split(str(root), "val", batch_size=50, num_epochs=None, shuffle_buffer=1, seed=seed,
+                        in_memory=True) as ds:
+            return next(iter(ds))[1].numpy().tolist()
+
+    assert first_labels(7) == first_labels(7)
+    assert first_labels(7) != first_labels(8)
+
+
+def test_in_memory_refuses_row_ids(sample_dataset):
+    root, _ = sample_dataset
+    with pytest.raises(ValueError, match="in_memory"):
+        with open_split(str(root), "val", batch_size=10, with_ids=True, in_memory=True):
+            pass

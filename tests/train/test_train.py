@@ -46,6 +46,7 @@ def test_two_ranks_train_track_and_register(spark, sample_dataset, tracking_serv
     assert run.data.params["optimizer.name"] == "adam"
     assert run.data.params["dataset.train.rows"] == "7200"
     assert run.data.params["version.horovod"] == "0.28.1"
+    assert run.data.params["horovod.shards_in_memory"] == "True"  # auto: the sample's shards fit
     per_epoch = ["loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "images_per_sec",
                  "images_per_sec_per_rank", "epoch_seconds", "dead_units_conv1", "dead_units_conv2",
                  "dead_units_dense1", "accuracy_gap"]
@@ -90,7 +91,8 @@ def test_stopped_run_resumes_after_its_last_epoch(spark, sample_dataset, tmp_pat
     from pipeline.train import checkpoints
 
     root, _ = sample_dataset
-    cfg = train_config(tmp_path, root, f"sqlite:///{tmp_path / 'mlflow.db'}", epochs=2)
+    # The ranks stream their shards through Petastorm here (the other path of the reader).
+    cfg = train_config(tmp_path, root, f"sqlite:///{tmp_path / 'mlflow.db'}", epochs=2, cache_in_memory="never")
     monkeypatch.setenv(FAIL_AFTER_EPOCH_ENV, "1")
     with pytest.raises(TrainingError, match=r"failed after epoch 1 of 2: .*\nrank 0 failed with:\n(    .*\n)*"
                                             r"    RuntimeError: MNIST_PIPELINE_FAIL_AFTER_EPOCH=1: failing on purpose "
@@ -114,6 +116,18 @@ def test_stopped_run_resumes_after_its_last_epoch(spark, sample_dataset, tmp_pat
     assert client.get_run(result.run_id).info.status == "FINISHED"
     assert client.get_run(result.run_id).data.tags["resumed_from_epoch"] == "1"
     assert not run_dirs[0].exists()
+
+
+def test_shards_are_held_in_memory_when_they_fit_the_budget():
+    from pipeline.config import TrainConfig
+    from pipeline.train.driver import shards_in_memory
+
+    # 54,000 train + 6,000 val rows over 2 ranks: 30,000 rows x 788 bytes = 23.6 MB a rank
+    assert shards_in_memory(TrainConfig(), 54_000, 6_000, 2) == (True, pytest.approx(23.64))
+    assert shards_in_memory(TrainConfig(cache_max_mb=23), 54_000, 6_000, 2)[0] is False
+    assert shards_in_memory(TrainConfig(cache_max_mb=24), 54_000, 6_000, 2)[0] is True
+    assert shards_in_memory(TrainConfig(cache_in_memory="never"), 10, 10, 1)[0] is False
+    assert shards_in_memory(TrainConfig(cache_in_memory="always", cache_max_mb=0), 54_000, 6_000, 1)[0] is True
 
 
 def test_preflight_refuses_more_ranks_than_task_slots(spark, sample_dataset, tmp_path):
