@@ -28,9 +28,11 @@ def setup_logging() -> None:
     """Progress lines on stderr, as the console script shows them in verbose mode."""
     import logging
 
-    from pipeline.io.console import QUIET_LOGGERS
+    from pipeline.io.console import QUIET_LOGGERS, drop_py4j_retry
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(drop_py4j_retry)
     for noisy in QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
