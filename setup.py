@@ -23,6 +23,7 @@ setup(
         "pandas>=1.5,<3",
         "mlflow>=2.13,<4",
         "PyYAML>=6",
+        "xxhash>=2,<5",  # ingest's write tasks compute Spark's xxhash64 of ids (the val split) in Python
         "matplotlib>=3.7",
         "optuna>=4,<6",  # mnist-pipeline tune; not on Databricks 15.4 ML, installs beside it (SQLAlchemy>=1.4.2)
     ],

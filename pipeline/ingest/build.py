@@ -36,6 +36,14 @@ from pipeline.io.dataset import (
 )
 from pipeline.io.fs import HadoopFS, qualify
 from pipeline.io.progress import SparkProgress
+from pipeline.ingest.write import (
+    KEY_IDX_BITS,
+    KEY_LABEL_BITS,
+    KEY_SRC_BITS,
+    WRITE_RESULT_SCHEMA,
+    plan_write_tasks,
+    write_task_fn,
+)
 from pipeline.sources.files import STAGED_SCHEMA, parse_inputs, plan_units
 
 log = logging.getLogger(__name__)
@@ -53,7 +61,7 @@ _BROADCAST_DUPLICATES = 200_000
 # A row's copy key: lower is preferred. The test copy first (so test never leaks into train), then
 # the first by source file (its position among the sorted input paths) and index; the label rides
 # in the low bits, so the kept copy's split and label come back from one long.
-_KEY_SRC_BITS, _KEY_IDX_BITS, _KEY_LABEL_BITS = 26, 32, 4
+_KEY_SRC_BITS, _KEY_IDX_BITS, _KEY_LABEL_BITS = KEY_SRC_BITS, KEY_IDX_BITS, KEY_LABEL_BITS
 
 
 def copy_key():
@@ -208,6 +216,41 @@ def _bucket_key(bounds: list[str], keys: list[int]):
         _bucket_key(bounds[m + 1:], keys[m + 1:]))
 
 
+# The images go from the staged files to their output files without a shuffle (pipeline/ingest/write.py)
+# when the kept copies of repeated images fit in a broadcast; else through one Spark shuffle.
+DIRECT_WRITE = True
+# A write task reads and writes about this many rows at most (its Python worker holds them).
+_WRITE_TASK_ROWS = 65_536
+
+
+def _write_direct(spark: SparkSession, staged: str, out: str, files: dict[str, int], bounds: dict[str, list[str]],
+                  counts: dict[str, int], seed: int, thresholds: dict[int, tuple[int, str]],
+                  kept_keys: dict[str, int]) -> None:
+    """Writes the three splits under ``out/split=<name>/`` with one Spark job of write tasks, each
+    reading its id range from the staged files (``pipeline.ingest.write``)."""
+    import pyarrow.fs as pafs
+
+    sc = spark.sparkContext
+    fs, base = storage.resolve(staged)
+    names = sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(base))
+                   if i.type == pafs.FileType.File and i.base_name.endswith(".parquet"))
+    staged_files = [storage.join(staged, n) for n in names]
+    tasks = max(2 * sc.defaultParallelism, math.ceil(sum(counts.values()) / _WRITE_TASK_ROWS))
+    plan = plan_write_tasks(files, bounds, counts, tasks)
+    duplicates = sc.broadcast(kept_keys) if kept_keys else None
+    try:
+        fn = write_task_fn(plan, staged_files, out, seed, thresholds, duplicates)
+        written = (spark.range(0, len(plan), 1, len(plan)).select(F.col("id").cast("int").alias("task"))
+                   .mapInArrow(fn, WRITE_RESULT_SCHEMA).collect())
+    finally:
+        if duplicates is not None:
+            duplicates.unpersist()
+    for split in SPLITS:
+        rows = sum(int(r.rows) for r in written if r.split == split)
+        if rows != counts[split]:  # the Python decisions must agree with Spark's counts
+            raise RuntimeError(f"ingest wrote {rows} rows for {split}, expected {counts[split]}")
+
+
 def _code_version() -> str:
     try:
         sha = subprocess.run(
@@ -313,22 +356,31 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
             bounds = shard_bounds(narrow.select("id", split_col.alias("split")), files, counts)
             keys = _partition_keys(sum(files.values()))
 
-        # each split's files get consecutive partitions, in id order; one shuffle writes all three
-        offsets = {s: sum(files[t] for t in SPLITS[:i]) for i, s in enumerate(SPLITS)}
-        key = F.lit(keys[0])
-        for s in reversed(SPLITS):
-            key = F.when(F.col("split") == s,
-                         _bucket_key(bounds[s], keys[offsets[s]:offsets[s] + files[s]])).otherwise(key)
         all_rows = storage.join(staging, "rows")
         log.info("ingest: val rows and file ranges decided in %.1f s", split_prog.elapsed)
         with SparkProgress(sc, "ingest write", cfg.spark.progress_interval_s) as write_prog:
-            (images.select("id", "image", F.col("label").cast("int").alias("label"), split_col.alias("split"))
-             .withColumn("_key", key)
-             .repartition(sum(files.values()), "_key")
-             .sortWithinPartitions("split", "id")
-             .drop("_key")
-             .write.options(**_PARQUET_OPTIONS).partitionBy("split").parquet(all_rows))
-        log.info("ingest: %s rows sorted and written in %.1f s", f"{sum(counts.values()):,}", write_prog.elapsed)
+            if DIRECT_WRITE and n_repeated <= _BROADCAST_DUPLICATES:
+                kept_keys = {}
+                if n_repeated:
+                    kept_keys = {r.id: int(r.key) for r in kept.where(F.col("copies") > 1).select("id", "key").collect()}
+                _write_direct(spark, staged, all_rows, files, bounds, counts, icfg.seed, thresholds, kept_keys)
+                how = "read by id range from the staged files"
+            else:
+                # each split's files get consecutive partitions, in id order; one shuffle writes all three
+                offsets = {s: sum(files[t] for t in SPLITS[:i]) for i, s in enumerate(SPLITS)}
+                key = F.lit(keys[0])
+                for s in reversed(SPLITS):
+                    key = F.when(F.col("split") == s,
+                                 _bucket_key(bounds[s], keys[offsets[s]:offsets[s] + files[s]])).otherwise(key)
+                (images.select("id", "image", F.col("label").cast("int").alias("label"), split_col.alias("split"))
+                 .withColumn("_key", key)
+                 .repartition(sum(files.values()), "_key")
+                 .sortWithinPartitions("split", "id")
+                 .drop("_key")
+                 .write.options(**_PARQUET_OPTIONS).partitionBy("split").parquet(all_rows))
+                how = "shuffled to their files"
+        log.info("ingest: %s rows %s, sorted and written in %.1f s", f"{sum(counts.values()):,}", how,
+                 write_prog.elapsed)
         row_groups = {}
         for split in SPLITS:
             fs.rename(f"{all_rows}/split={split}", split_path(staging, split))

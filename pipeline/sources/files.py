@@ -71,6 +71,9 @@ def plan_units(fs: HadoopFS, fmt: str, split: str, pattern: str, key: str | None
 # ``src``: the source file's position among the inputs' sorted paths (ingest decides which copy of a
 # repeated image to keep by it: one 64-bit key per row instead of the path)
 STAGED_SCHEMA = "id string, split string, source string, src int, idx long, label int, image binary"
+# A staged file's rows are in id order, in row groups of this many: each row group's id statistics
+# cover a narrow id range, so the write reads only the row groups of the range it writes.
+STAGED_ROW_GROUP_ROWS = 1024
 _BATCH_ROWS = 8192
 
 
@@ -129,8 +132,9 @@ class _Sink:
                 "label": pa.array(y.astype(np.int32)), "image": _binary_column(x),
             }))
         sink = pa.BufferOutputStream()
-        pq.write_table(pa.concat_tables(tables), sink, use_dictionary=["split", "source"], compression="snappy",
-                       write_statistics=["id", "split", "source", "src", "idx", "label"])
+        pq.write_table(pa.concat_tables(tables).sort_by("id"), sink, use_dictionary=["split", "source"],
+                       compression="snappy", write_statistics=["id", "split", "source", "src", "idx", "label"],
+                       row_group_size=STAGED_ROW_GROUP_ROWS)
         storage.write_bytes(storage.join(self.staged_dir, f"part-{self.task:05d}.parquet"),
                             sink.getvalue().to_pybytes())
 

@@ -218,3 +218,52 @@ def test_of_copies_in_several_files_the_first_file_by_path_wins(spark, small_arr
     kept = {r[0]: r[2] for r in read_split(root, "train") + read_split(root, "val")}
     assert kept[image_id(x[130])] == (y[130] + 3) % 10
     assert manifest["duplicates"] == {"dropped": 1, "label_conflicts": 1}
+
+
+def test_the_write_tasks_decide_as_spark_does(spark):
+    # The write tasks carve val out of train and pick the kept copies in Python; the hash and the
+    # copy key must be Spark's, bit for bit, or rows would land in the wrong split.
+    import hashlib
+
+    from pyspark.sql import functions as F
+
+    from pipeline.ingest.build import copy_key, val_hash
+    from pipeline.ingest.write import copy_keys, spark_xxhash64_id_seed
+
+    ids = [hashlib.sha256(str(i).encode()).hexdigest()[:32] for i in range(500)]
+    for seed in (42, 0, -5, 2**31 - 1, 2**33 + 7):
+        got = spark.createDataFrame([(i,) for i in ids], "id string").select("id", val_hash(seed).alias("h")).collect()
+        assert [r.h for r in got] == spark_xxhash64_id_seed([r.id for r in got], seed), seed
+    rows = [("test" if i % 3 == 0 else "train", i * 7919 % (1 << 26), i * 104729 % (1 << 32), i % 10)
+            for i in range(500)]
+    got = spark.createDataFrame(rows, "split string, src int, idx long, label int").select(copy_key().alias("k")).collect()
+    split, src, idx, label = (np.array(c) for c in zip(*rows))
+    assert [r.k for r in got] == copy_keys(split, src, idx, label).tolist()
+
+
+@pytest.mark.parametrize("broadcast_limit", [0, 200_000])
+def test_direct_write_gives_the_dataset_of_the_spark_shuffle(spark, small_arrays, tmp_path, monkeypatch,
+                                                            broadcast_limit):
+    # The images go straight from the staged files to their output files (no shuffle) unless the
+    # repeated images are too many to broadcast; both ways must write the same files.
+    x, y = small_arrays["train"]
+    xte, yte = small_arrays["test"]
+    x_dup = np.concatenate([x, x[[0, 7, 7]], xte[[5]]])
+    y_dup = np.concatenate([y, [(y[0] + 1) % 10, y[7], y[7]], yte[[5]]])
+    write_idx_pair(tmp_path / "in", "train-a", x_dup[:150], y_dup[:150])
+    write_idx_pair(tmp_path / "in", "train-b", x_dup[150:], y_dup[150:])
+    write_idx_pair(tmp_path / "in", "t10k", xte, yte)
+    monkeypatch.setattr("pipeline.ingest.build._BROADCAST_DUPLICATES", broadcast_limit)
+    manifests = {}
+    for direct in (True, False):
+        monkeypatch.setattr("pipeline.ingest.build.DIRECT_WRITE", direct)
+        manifests[direct] = ingest(spark, make_config(tmp_path / f"out-{direct}", str(tmp_path / "in" / "train-*"),
+                                                      str(tmp_path / "in" / "t10k-*"), records_per_task=40))
+    assert manifests[True]["duplicates"] == {"dropped": 4, "label_conflicts": 1}
+    for key in ("splits", "duplicates", "rows_parsed"):
+        assert manifests[True][key] == manifests[False][key]
+    for split in ("train", "val", "test"):
+        assert read_split(tmp_path / "out-True", split) == read_split(tmp_path / "out-False", split)
+        direct = _files_in_id_order(tmp_path / "out-True", split)
+        shuffled = _files_in_id_order(tmp_path / "out-False", split)
+        assert direct == shuffled  # the same id ranges, file by file, one row group each
