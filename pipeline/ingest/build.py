@@ -77,10 +77,12 @@ def keep_one_per_image(rows: DataFrame) -> DataFrame:
     with the lowest ``copy_key`` (the test copy if there is one, else the first by source file and
     index). One hash aggregation of fixed-width values.
 
-    Takes rows of ``id, split, src, idx, label``; returns one row per id: the kept copy's ``split``,
-    ``label`` and ``key``, ``copies`` and ``conflict`` (the copies do not all have one label)."""
+    Takes rows of ``id, split, src, idx, label, vh``; returns one row per id: the kept copy's
+    ``split``, ``label`` and ``key``, ``copies``, ``conflict`` (the copies do not all have one
+    label) and the id's val hash ``vh``."""
     grouped = rows.groupBy("id").agg(
         F.min(copy_key()).alias("key"),
+        F.min("vh").alias("vh"),  # a function of the id: the same for every copy
         F.count(F.lit(1)).alias("copies"),
         (F.min("label") != F.max("label")).alias("conflict"),
     )
@@ -89,11 +91,14 @@ def keep_one_per_image(rows: DataFrame) -> DataFrame:
         "id",
         F.when(F.shiftright("key", first_bit) == 0, F.lit("test")).otherwise(F.lit("train")).alias("split"),
         (F.col("key") % (1 << _KEY_LABEL_BITS)).cast("int").alias("label"),
-        "key", "copies", "conflict",
+        "key", "copies", "conflict", "vh",
     )
 
 
 def val_hash(seed: int):
+    """The val hash of an id: Spark's ``xxhash64(id, seed)``. The parse tasks compute it in Python
+    (``pipeline.ingest.write.spark_xxhash64_id_seed``) and stage it as ``vh``; this is the definition,
+    held equal to theirs by a test, so that a dataset's val rows stay the same across versions."""
     return F.xxhash64("id", F.lit(seed))
 
 
@@ -103,12 +108,12 @@ def val_hash(seed: int):
 _VAL_BUCKET_SHIFT = 54
 
 
-def val_bucket(seed: int):
-    """The bucket of a row's val hash: its top 10 bits, in the order of the hash."""
-    return F.shiftright(val_hash(seed), _VAL_BUCKET_SHIFT)
+def val_bucket():
+    """The bucket of a row's val hash ``vh``: its top 10 bits, in the order of the hash."""
+    return F.shiftright(F.col("vh"), _VAL_BUCKET_SHIFT)
 
 
-def val_thresholds(kept: DataFrame, val_counts: dict[int, int], seed: int,
+def val_thresholds(kept: DataFrame, val_counts: dict[int, int],
                    histogram: dict[tuple[int, int], int]) -> dict[int, tuple[int, str]]:
     """Per class, the last train row moved to val: ``val_counts[label]`` train rows of each class go
     to val, the first by a seeded hash of the id (then the id), so the choice is the same on every
@@ -116,9 +121,12 @@ def val_thresholds(kept: DataFrame, val_counts: dict[int, int], seed: int,
     val_bucket)``; the rows of each class's boundary bucket come to the driver and are ranked there.
     Returns ``{label: (hash, id)}`` of each class's last val row."""
     cut: dict[int, tuple[int, int]] = {}  # label -> (bucket, rank of the last val row within it)
+    buckets: dict[int, list[int]] = {}
+    for lb, b in histogram:
+        buckets.setdefault(lb, []).append(b)
     for lab, n in val_counts.items():
         seen = 0
-        for bucket in sorted(b for (lb, b) in histogram if lb == lab):
+        for bucket in sorted(buckets.get(lab, ())):
             if n > 0 and seen + histogram[lab, bucket] >= n:
                 cut[lab] = (bucket, n - seen)
                 break
@@ -127,17 +135,17 @@ def val_thresholds(kept: DataFrame, val_counts: dict[int, int], seed: int,
         return {}
     where = F.lit(False)
     for lab, (bucket, _) in sorted(cut.items()):
-        where = where | ((F.col("label") == lab) & (val_bucket(seed) == bucket))
+        where = where | ((F.col("label") == lab) & (val_bucket() == bucket))
     rows: dict[int, list[tuple[int, str]]] = {lab: [] for lab in cut}
     for r in (kept.where((F.col("split") == "train") & where)
-              .select("label", "id", val_hash(seed).alias("h")).collect()):
+              .select("label", "id", F.col("vh").alias("h")).collect()):
         rows[int(r.label)].append((int(r.h), r.id))
     return {lab: sorted(rows[lab])[rank - 1] for lab, (_, rank) in cut.items()}
 
 
-def final_split(thresholds: dict[int, tuple[int, str]], seed: int):
-    """The split column with val carved out of train by ``val_thresholds``' answer."""
-    h, ident, label = val_hash(seed), F.col("id"), F.col("label")
+def final_split(thresholds: dict[int, tuple[int, str]]):
+    """The split column with val carved out of train by ``val_thresholds``' answer (rows with ``vh``)."""
+    h, ident, label = F.col("vh"), F.col("id"), F.col("label")
     is_val = F.lit(False)
     for lab, (th, th_id) in sorted(thresholds.items()):
         is_val = is_val | ((label == lab) & ((h < F.lit(th)) | ((h == F.lit(th)) & (ident <= F.lit(th_id)))))
@@ -216,6 +224,8 @@ def _bucket_key(bounds: list[str], keys: list[int]):
         _bucket_key(bounds[m + 1:], keys[m + 1:]))
 
 
+# Rows per partition of the de-duplication's narrow rows (about 60 bytes a row).
+_DEDUPE_PARTITION_ROWS = 2_000_000
 # The images go from the staged files to their output files without a shuffle (pipeline/ingest/write.py)
 # when the kept copies of repeated images fit in a broadcast; else through one Spark shuffle.
 DIRECT_WRITE = True
@@ -224,7 +234,7 @@ _WRITE_TASK_ROWS = 65_536
 
 
 def _write_direct(spark: SparkSession, staged: str, out: str, files: dict[str, int], bounds: dict[str, list[str]],
-                  counts: dict[str, int], seed: int, thresholds: dict[int, tuple[int, str]],
+                  counts: dict[str, int], thresholds: dict[int, tuple[int, str]],
                   kept_keys: dict[str, int]) -> None:
     """Writes the three splits under ``out/split=<name>/`` with one Spark job of write tasks, each
     reading its id range from the staged files (``pipeline.ingest.write``)."""
@@ -239,7 +249,7 @@ def _write_direct(spark: SparkSession, staged: str, out: str, files: dict[str, i
     plan = plan_write_tasks(files, bounds, counts, tasks)
     duplicates = sc.broadcast(kept_keys) if kept_keys else None
     try:
-        fn = write_task_fn(plan, staged_files, out, seed, thresholds, duplicates)
+        fn = write_task_fn(plan, staged_files, out, thresholds, duplicates)
         written = (spark.range(0, len(plan), 1, len(plan)).select(F.col("id").cast("int").alias("task"))
                    .mapInArrow(fn, WRITE_RESULT_SCHEMA).collect())
     finally:
@@ -291,7 +301,8 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
     try:
         # Each parse task writes its images, with their ids, to a Parquet file of its own under the
         # staging folder; only the per-file rows (checksums, counts, errors) come back to the driver.
-        parsed = parse_inputs(spark, fmt, units, icfg.csv_header, rows_parsed, icfg.records_per_task, staged)
+        parsed = parse_inputs(spark, fmt, units, icfg.csv_header, rows_parsed, icfg.records_per_task, staged,
+                              seed=icfg.seed)
         with SparkProgress(sc, "ingest parse", cfg.spark.progress_interval_s, lambda: rows_parsed.value) as prog:
             meta = parsed.drop("image").collect()
         errors = sorted({m.message for m in meta if m.kind == "error"})
@@ -311,15 +322,19 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
         # copy key: about 50 bytes); the images themselves are shuffled once, to be written.
         images = spark.read.schema(STAGED_SCHEMA).parquet(staged)
         with SparkProgress(sc, "ingest dedupe", cfg.spark.progress_interval_s) as dedupe_prog:
-            kept = cached = (keep_one_per_image(images.select("id", "split", "src", "idx", "label"))
-                             .persist(StorageLevel.MEMORY_AND_DISK))
-            bucket = F.when(F.col("split") == "train", val_bucket(icfg.seed)).otherwise(F.lit(0)).alias("bucket")
-            stats = kept.groupBy("split", "label", bucket).agg(
+            # As many partitions as the narrow rows need (a cached aggregation keeps its partitions:
+            # spark.sql.shuffle.partitions tiny tasks for a small input otherwise)
+            parts = max(sc.defaultParallelism, math.ceil(total / _DEDUPE_PARTITION_ROWS))
+            narrow_rows = images.select("id", "split", "src", "idx", "label", "vh").repartition(parts, "id")
+            kept = cached = keep_one_per_image(narrow_rows).persist(StorageLevel.MEMORY_AND_DISK)
+            bucket = F.when(F.col("split") == "train", val_bucket()).otherwise(F.lit(0)).alias("bucket")
+            # one row per (split, label, val bucket): about 10,000 rows, read as plain tuples
+            stats = [tuple(r) for r in kept.groupBy("split", "label", bucket).agg(
                 F.count(F.lit(1)).alias("kept"), F.sum(F.col("copies") - 1).alias("dropped"),
                 F.sum(F.when(F.col("copies") > 1, 1).otherwise(0)).alias("repeated"),
                 F.sum(F.when(F.col("conflict"), 1).otherwise(0)).alias("conflicts"),
-            ).collect()
-            n_repeated = sum(int(r.repeated) for r in stats)
+            ).collect()]
+            n_repeated = sum(r[5] for r in stats)
             if n_repeated:  # some images occur more than once: keep only the chosen copy's row
                 kept_keys = kept.where(F.col("copies") > 1).select("id", F.col("key").alias("kept_key"))
                 if n_repeated <= _BROADCAST_DUPLICATES:
@@ -327,12 +342,12 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
                 images = (images.join(kept_keys, "id", "left")
                           .where(F.col("kept_key").isNull() | (F.col("kept_key") == copy_key()))
                           .drop("kept_key"))
-        narrow = kept.select("id", "split", "label")
+        narrow = kept.select("id", "split", "label", "vh")
         kept_counts: dict[tuple[str, int], int] = {}
-        for r in stats:
-            kept_counts[r.split, r.label] = kept_counts.get((r.split, r.label), 0) + int(r.kept)
-        histogram = {(int(r.label), int(r.bucket)): int(r.kept) for r in stats if r.split == "train"}
-        duplicates = {"dropped": sum(int(r.dropped) for r in stats), "label_conflicts": sum(int(r.conflicts) for r in stats)}
+        for split, label, _, n, *_ in stats:
+            kept_counts[split, label] = kept_counts.get((split, label), 0) + n
+        histogram = {(label, b): n for split, label, b, n, *_ in stats if split == "train"}
+        duplicates = {"dropped": sum(r[4] for r in stats), "label_conflicts": sum(r[6] for r in stats)}
         val_counts = {lab: int(icfg.val_fraction * n + 0.5) for (s, lab), n in kept_counts.items() if s == "train"}
         classes = {
             "train": {lab: n - val_counts[lab] for (s, lab), n in kept_counts.items() if s == "train"},
@@ -351,8 +366,8 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
 
         files = {s: max(icfg.max_shards, math.ceil(counts[s] / icfg.rows_per_row_group)) for s in SPLITS}
         with SparkProgress(sc, "ingest split", cfg.spark.progress_interval_s) as split_prog:
-            thresholds = val_thresholds(narrow, val_counts, icfg.seed, histogram)
-            split_col = final_split(thresholds, icfg.seed)
+            thresholds = val_thresholds(narrow, val_counts, histogram)
+            split_col = final_split(thresholds)
             bounds = shard_bounds(narrow.select("id", split_col.alias("split")), files, counts)
             keys = _partition_keys(sum(files.values()))
 
@@ -363,7 +378,7 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
                 kept_keys = {}
                 if n_repeated:
                     kept_keys = {r.id: int(r.key) for r in kept.where(F.col("copies") > 1).select("id", "key").collect()}
-                _write_direct(spark, staged, all_rows, files, bounds, counts, icfg.seed, thresholds, kept_keys)
+                _write_direct(spark, staged, all_rows, files, bounds, counts, thresholds, kept_keys)
                 how = "read by id range from the staged files"
             else:
                 # each split's files get consecutive partitions, in id order; one shuffle writes all three

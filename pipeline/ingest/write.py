@@ -49,14 +49,16 @@ def copy_keys(split, src, idx, label):
 def plan_write_tasks(files: dict[str, int], bounds: dict[str, list[str]], counts: dict[str, int],
                      tasks: int) -> list[dict]:
     """Cuts each split's output files into about ``tasks`` runs of consecutive files, in proportion
-    to the split's rows. A task: ``{"split", "files": [[number, first id or None, end id or None]]}``
-    (ids in ``[first, end)``; None: unbounded)."""
-    total = max(1, sum(counts.values()))
+    to the rows each split's tasks read: val is carved out of train, so writing val reads the train
+    and val rows, as writing train does. A task: ``{"split", "files": [[number, first id or None,
+    end id or None]]}`` (ids in ``[first, end)``; None: unbounded)."""
+    read = {s: counts["test"] if s == "test" else counts["train"] + counts["val"] for s in files}
+    total = max(1, sum(read.values()))
     plan = []
     for split, n in files.items():
         edges = [None, *bounds[split], None]
         ranges = [[k, edges[k], edges[k + 1]] for k in range(n)]
-        runs = max(1, min(n, round(tasks * counts[split] / total)))
+        runs = max(1, min(n, round(tasks * read[split] / total)))
         for r in range(runs):
             part = ranges[r * n // runs:(r + 1) * n // runs]
             if part:
@@ -91,17 +93,19 @@ def _read_range(staged: list[str], source_split: str, first, end):
         with fs.open_input_file(p) as handle:
             pf = pq.ParquetFile(handle)
             meta = pf.metadata
-            id_col = meta.schema.names.index("id")
+            id_col, split_col = meta.schema.names.index("id"), meta.schema.names.index("split")
             groups = []
             for g in range(meta.num_row_groups):
-                stats = meta.row_group(g).column(id_col).statistics
-                if stats is None or not stats.has_min_max:
+                ids, splits = meta.row_group(g).column(id_col).statistics, meta.row_group(g).column(split_col).statistics
+                if splits is not None and splits.has_min_max and not splits.min <= source_split <= splits.max:
+                    continue  # no row of the split in this row group
+                if ids is None or not ids.has_min_max:
                     groups.append(g)
-                elif (end is None or stats.min < end) and (first is None or stats.max >= first):
+                elif (end is None or ids.min < end) and (first is None or ids.max >= first):
                     groups.append(g)
             if not groups:
                 continue
-            table = pf.read_row_groups(groups, columns=["id", "split", "src", "idx", "label", "image"])
+            table = pf.read_row_groups(groups, columns=["id", "split", "src", "idx", "label", "vh", "image"])
         keep = pc.equal(table["split"], source_split)
         in_range = _in_range(table["id"], first, end)
         tables.append(table.filter(keep if in_range is None else pc.and_(keep, in_range)))
@@ -111,8 +115,26 @@ def _read_range(staged: list[str], source_split: str, first, end):
 WRITE_RESULT_SCHEMA = "split string, file int, rows long"
 
 
-def write_task_fn(plan: list[dict], staged: list[str], out_root: str, seed: int,
-                  thresholds: dict[int, tuple[int, str]], duplicates):
+def is_val(part, thresholds: dict[int, tuple[int, str]]):
+    """``final_split``'s val decision for staged train rows (a pyarrow table with ``vh``, ``label``,
+    ``id``), as a numpy bool array: the rows of each class up to its threshold ``(hash, id)``."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    vh, labels = part["vh"].to_numpy(), part["label"].to_numpy()
+    out = np.zeros(part.num_rows, dtype=bool)
+    for lab, (th, th_id) in thresholds.items():
+        of_class = labels == lab
+        out |= of_class & (vh < th)
+        tie = np.flatnonzero(of_class & (vh == th))  # the same hash as the threshold row: then by id
+        if tie.size:
+            ids = part["id"].take(tie)
+            out[tie[pc.less_equal(ids, th_id).to_numpy()]] = True
+    return out
+
+
+def write_task_fn(plan: list[dict], staged: list[str], out_root: str, thresholds: dict[int, tuple[int, str]],
+                  duplicates):
     """The ``mapInArrow`` function of the write job: rows ``task`` (a number in ``plan``) in, rows of
     ``WRITE_RESULT_SCHEMA`` out, one per output file (an empty file is not written).
 
@@ -127,6 +149,7 @@ def write_task_fn(plan: list[dict], staged: list[str], out_root: str, seed: int,
         from pipeline.io import storage
 
         dups = duplicates.value if duplicates is not None else {}
+        repeated = pa.array(list(dups), pa.string()) if dups else None
         for batch in batches:
             out_split, out_file, out_rows = [], [], []
             for t in batch.column("task").to_pylist():
@@ -135,40 +158,38 @@ def write_task_fn(plan: list[dict], staged: list[str], out_root: str, seed: int,
                 source = "test" if split == "test" else "train"
                 first, end = task["files"][0][1], task["files"][-1][2]
                 table = _read_range(staged, source, first, end)
+                if table is not None and table.num_rows:
+                    # decided once for the task's rows, then sorted once and cut at the files' bounds
+                    keep = np.ones(table.num_rows, dtype=bool)
+                    if repeated is not None:  # of a repeated image, only the kept copy
+                        copies = np.flatnonzero(pc.is_in(table["id"], value_set=repeated).to_numpy())
+                        if copies.size:
+                            c = table.take(copies)
+                            keys = copy_keys(c["split"].to_numpy(), c["src"].to_numpy(), c["idx"].to_numpy(),
+                                             c["label"].to_numpy())
+                            keep[copies] = [dups[i] == k for i, k in zip(c["id"].to_pylist(), keys.tolist())]
+                    if split != "test":
+                        val = is_val(table, thresholds)
+                        keep &= val if split == "val" else ~val
+                    rows = np.flatnonzero(keep)
+                    order = pc.sort_indices(table["id"].take(rows)).to_numpy()
+                    table = table.take(rows[order])  # kept rows in id order: one copy of the images
+                ids = table["id"].to_numpy() if table is not None else np.array([], dtype=object)
                 for number, lo, hi in task["files"]:
-                    rows = 0
-                    part = None
-                    if table is not None:
-                        in_file = _in_range(table["id"], lo, hi)
-                        part = table if in_file is None else table.filter(in_file)
-                    if part is not None and part.num_rows:
-                        ids = part["id"].to_pylist()
-                        keep = np.ones(part.num_rows, dtype=bool)
-                        if dups:
-                            keys = copy_keys(part["split"].to_numpy(), part["src"].to_numpy(),
-                                             part["idx"].to_numpy(), part["label"].to_numpy())
-                            keep &= np.array([dups.get(i, k) == k for i, k in zip(ids, keys.tolist())], dtype=bool)
-                        if source == "train" and thresholds:
-                            hashes = spark_xxhash64_id_seed(ids, seed)
-                            labels = part["label"].to_numpy().tolist()
-                            is_val = np.array([lab in thresholds and (h, i) <= thresholds[lab]
-                                               for h, i, lab in zip(hashes, ids, labels)], dtype=bool)
-                            keep &= is_val if split == "val" else ~is_val
-                        elif split == "val":
-                            keep[:] = False
-                        part = part.filter(pa.array(keep)).sort_by("id")
-                        rows = part.num_rows
-                    if rows:
+                    a = 0 if lo is None else int(np.searchsorted(ids, lo, side="left"))
+                    b = len(ids) if hi is None else int(np.searchsorted(ids, hi, side="left"))
+                    if b > a:
+                        part = table.slice(a, b - a)
                         sink = pa.BufferOutputStream()
                         pq.write_table(pa.table({"id": part["id"], "image": part["image"],
                                                  "label": pc.cast(part["label"], pa.int32())}),
                                        sink, compression="snappy", use_dictionary=False,
-                                       write_statistics=["id", "label"], row_group_size=rows)
+                                       write_statistics=["id", "label"], row_group_size=b - a)
                         storage.write_bytes(storage.join(out_root, f"split={split}", f"part-{number:05d}.parquet"),
                                             sink.getvalue().to_pybytes())
                     out_split.append(split)
                     out_file.append(number)
-                    out_rows.append(rows)
+                    out_rows.append(max(0, b - a))
             yield pa.RecordBatch.from_arrays(
                 [pa.array(out_split, pa.string()), pa.array(out_file, pa.int32()), pa.array(out_rows, pa.int64())],
                 names=["split", "file", "rows"])

@@ -70,7 +70,7 @@ def plan_units(fs: HadoopFS, fmt: str, split: str, pattern: str, key: str | None
 
 # ``src``: the source file's position among the inputs' sorted paths (ingest decides which copy of a
 # repeated image to keep by it: one 64-bit key per row instead of the path)
-STAGED_SCHEMA = "id string, split string, source string, src int, idx long, label int, image binary"
+STAGED_SCHEMA = "id string, split string, source string, src int, idx long, label int, image binary, vh long"
 # A staged file's rows are in id order, in row groups of this many: each row group's id statistics
 # cover a narrow id range, so the write reads only the row groups of the range it writes.
 STAGED_ROW_GROUP_ROWS = 1024
@@ -83,8 +83,8 @@ class _Sink:
     images with their ids), so that only the per-file rows cross from Python to the JVM. The file's
     name comes from the task's number, so a retried task replaces its earlier attempt's file."""
 
-    def __init__(self, staged_dir: str | None, task: int, src: int, rows_parsed):
-        self.staged_dir, self.task, self.src, self.rows_parsed = staged_dir, task, src, rows_parsed
+    def __init__(self, staged_dir: str | None, task: int, src: int, rows_parsed, seed: int = 0):
+        self.staged_dir, self.task, self.src, self.rows_parsed, self.seed = staged_dir, task, src, rows_parsed, seed
         self.parts = []
 
     def images(self, split: str, source: str, first: int, x, y):
@@ -119,17 +119,21 @@ class _Sink:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        from pipeline.ingest.write import spark_xxhash64_id_seed
         from pipeline.io import storage
 
         tables = []
         for split, source, first, x, y in self.parts:
             n = len(y)
+            ids = [hashlib.sha256(row).hexdigest()[:32] for row in x]
             tables.append(pa.table({
-                "id": pa.array([hashlib.sha256(row).hexdigest()[:32] for row in x], pa.string()),
+                "id": pa.array(ids, pa.string()),
                 "split": pa.repeat(split, n), "source": pa.repeat(source, n),
                 "src": pa.repeat(pa.scalar(self.src, pa.int32()), n),
                 "idx": pa.array(np.arange(first, first + n, dtype=np.int64)),
                 "label": pa.array(y.astype(np.int32)), "image": _binary_column(x),
+                # the val hash of the id (ingest's val split), computed once here
+                "vh": pa.array(spark_xxhash64_id_seed(ids, self.seed), pa.int64()),
             }))
         sink = pa.BufferOutputStream()
         pq.write_table(pa.concat_tables(tables).sort_by("id"), sink, use_dictionary=["split", "source"],
@@ -172,7 +176,8 @@ def _meta_batch(rows: list[dict]):
     return pa.RecordBatch.from_pylist(rows, schema=arrow_schema(PARSED_SCHEMA))
 
 
-def _parse_text_fn(fmt: str, csv_header: str, files: dict[str, tuple[int, str, str]], staged_dir, rows_parsed):
+def _parse_text_fn(fmt: str, csv_header: str, files: dict[str, tuple[int, str, str]], staged_dir, rows_parsed,
+                   seed: int = 0):
     """Returns the ``mapInArrow`` function that parses text files (LIBSVM or CSV), one per row of Spark's
     binaryFile source; ``files`` maps each path to (task number, split, role)."""
 
@@ -198,7 +203,7 @@ def _parse_text_fn(fmt: str, csv_header: str, files: dict[str, tuple[int, str, s
                     yield _meta_batch([meta, {"kind": "error", "split": split, "source": path, "message": str(exc)}])
                     continue
                 yield _meta_batch([{**meta, "nrows": len(y)}])
-                sink = _Sink(staged_dir, task, task, rows_parsed)  # task numbers follow the sorted paths
+                sink = _Sink(staged_dir, task, task, rows_parsed, seed)  # task numbers follow the sorted paths
                 yield from sink.images(split, path, 0, x, y)
                 sink.close()
 
@@ -269,7 +274,7 @@ def assign_slots(tasks: list[dict], cores: int) -> dict[int, int]:
     return slot_of
 
 
-def _parse_idx_fn(staged_dir: str | None, rows_parsed):
+def _parse_idx_fn(staged_dir: str | None, rows_parsed, seed: int = 0):
     """Returns the ``mapInArrow`` function that runs IDX parse tasks on an executor.
 
     Files are read through the storage layer, so a task reads only the bytes it needs; images leave
@@ -379,7 +384,7 @@ def _parse_idx_fn(staged_dir: str | None, rows_parsed):
 
         for batch in batches:
             for t in batch.to_pylist():
-                sink = _Sink(staged_dir, t["task"], t["src"], rows_parsed)
+                sink = _Sink(staged_dir, t["task"], t["src"], rows_parsed, seed)
                 try:
                     if t["start"] >= 0:
                         yield from record_range(t, sink)
@@ -413,12 +418,13 @@ def check_readable_by_tasks(units: list[dict]) -> None:
 
 
 def parse_inputs(spark: SparkSession, fmt: str, units: list[dict], csv_header: str, rows_parsed,
-                 records_per_task: int | None = None, staged_dir: str | None = None) -> DataFrame:
+                 records_per_task: int | None = None, staged_dir: str | None = None, seed: int = 0) -> DataFrame:
     """Parses the planned files on the executors into rows of ``PARSED_SCHEMA``: one ``file`` row per
     input file (checksum, size, rows), one ``error`` row per problem, and one ``image`` row per image,
     or, with ``staged_dir``, no image rows: each task writes its images with their ids to a Parquet
     file of its own there instead (read back by Spark's own reader, far faster than rows sent from
-    Python), and nothing is staged for a unit with an error.
+    Python), and nothing is staged for a unit with an error. Staged rows carry ``vh``, the val hash
+    of their id under ``seed`` (Spark's ``xxhash64(id, seed)``; ingest's val split).
 
     IDX pairs are read through the storage layer by ``plan_idx_tasks``' tasks (record ranges of big
     uncompressed files when ``records_per_task`` is given); text files with Spark's binaryFile source.
@@ -443,9 +449,9 @@ def parse_inputs(spark: SparkSession, fmt: str, units: list[dict], csv_header: s
             rows = spark.createDataFrame([(slot_of[t["task"]], *(t[c] for c in columns)) for t in tasks],
                                          "slot long, " + IDX_TASK_SCHEMA)
             frame = slots.withColumnRenamed("id", "slot").join(F.broadcast(rows), "slot").select(*columns)
-        return frame.mapInArrow(_parse_idx_fn(staged_dir, rows_parsed), PARSED_SCHEMA)
+        return frame.mapInArrow(_parse_idx_fn(staged_dir, rows_parsed, seed), PARSED_SCHEMA)
     paths = sorted({u["path"] for u in units})
     number = {p: i for i, p in enumerate(paths)}
     files = {u["path"]: (number[u["path"]], u["split"], u["role"]) for u in units}
     raw = spark.read.format("binaryFile").load(paths).select("path", "content")
-    return raw.mapInArrow(_parse_text_fn(fmt, csv_header, files, staged_dir, rows_parsed), PARSED_SCHEMA)
+    return raw.mapInArrow(_parse_text_fn(fmt, csv_header, files, staged_dir, rows_parsed, seed), PARSED_SCHEMA)
