@@ -254,6 +254,7 @@ def test_direct_write_gives_the_dataset_of_the_spark_shuffle(spark, small_arrays
     write_idx_pair(tmp_path / "in", "train-b", x_dup[150:], y_dup[150:])
     write_idx_pair(tmp_path / "in", "t10k", xte, yte)
     monkeypatch.setattr("pipeline.ingest.build._BROADCAST_DUPLICATES", broadcast_limit)
+    session_conf = {k: spark.conf.get(k, None) for k in ("spark.sql.adaptive.enabled", "spark.sql.shuffle.partitions")}
     manifests = {}
     for direct in (True, False):
         monkeypatch.setattr("pipeline.ingest.build.DIRECT_WRITE", direct)
@@ -267,3 +268,5 @@ def test_direct_write_gives_the_dataset_of_the_spark_shuffle(spark, small_arrays
         direct = _files_in_id_order(tmp_path / "out-True", split)
         shuffled = _files_in_id_order(tmp_path / "out-False", split)
         assert direct == shuffled  # the same id ranges, file by file, one row group each
+    # ingest sets its own shuffle settings while it runs and gives the session back as it was
+    assert {k: spark.conf.get(k, None) for k in session_conf} == session_conf
