@@ -127,7 +127,7 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
     # Horovod: every rank runs the same number of steps, however uneven the shards, so allreduce never waits.
     steps_per_epoch = cfg.train.steps_per_epoch or max(1, math.ceil(train_rows / (batch * n)))
     val_steps = cfg.train.validation_steps or max(1, math.ceil(val_rows / (batch * n)))
-    in_memory, shard_mb = shards_in_memory(cfg.train, train_rows, val_rows, n)
+    in_memory, shard_mb = shards_in_memory(cfg.train, train_rows, val_rows, n, steps_per_epoch)
 
     key = checkpoints.run_key(_run_identity(cfg, n, manifest))
     run_dir = f"{qualify(cfg.train.checkpoint_dir).rstrip('/')}/{key}"
@@ -241,17 +241,21 @@ def _resume_point(cfg: PipelineConfig, client, run_dir: str, key: str):
     return state, resume_run
 
 
-def shards_in_memory(t: TrainConfig, train_rows: int, val_rows: int, ranks: int) -> tuple[bool, float]:
+def shards_in_memory(t: TrainConfig, train_rows: int, val_rows: int, ranks: int,
+                     steps_per_epoch: int) -> tuple[bool, float]:
     """Whether each rank holds its train and val shards in memory, and their size in MB per rank.
 
-    ``auto`` holds them when they fit in ``train.cache_max_mb``: from the second epoch on, a rank then
-    spends no CPU on reading and decoding Parquet, which on a rank with one or two cores competes with
-    training itself (docs/benchmarks.md, training)."""
+    ``auto`` holds them when they fit in ``train.cache_max_mb`` and training reads the train shard
+    at least twice over (a run that reads each row at most once, such as a few capped epochs over a huge
+    split, would only pay for loading it): from the second pass on, a rank then spends no CPU on
+    reading and decoding Parquet, which on a rank with one or two cores competes with training
+    itself (docs/benchmarks.md, training)."""
     from pipeline.io.reader import ROW_BYTES_IN_MEMORY
 
-    mb = (math.ceil(train_rows / ranks) + math.ceil(val_rows / ranks)) * ROW_BYTES_IN_MEMORY / 1e6
+    shard = math.ceil(train_rows / ranks)
+    mb = (shard + math.ceil(val_rows / ranks)) * ROW_BYTES_IN_MEMORY / 1e6
     if t.cache_in_memory == "auto":
-        return mb <= t.cache_max_mb, mb
+        return mb <= t.cache_max_mb and t.epochs * steps_per_epoch * t.batch_size >= 2 * shard, mb
     return t.cache_in_memory == "always", mb
 
 

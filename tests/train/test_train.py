@@ -122,12 +122,16 @@ def test_shards_are_held_in_memory_when_they_fit_the_budget():
     from pipeline.config import TrainConfig
     from pipeline.train.driver import shards_in_memory
 
-    # 54,000 train + 6,000 val rows over 2 ranks: 30,000 rows x 788 bytes = 23.6 MB a rank
-    assert shards_in_memory(TrainConfig(), 54_000, 6_000, 2) == (True, pytest.approx(23.64))
-    assert shards_in_memory(TrainConfig(cache_max_mb=23), 54_000, 6_000, 2)[0] is False
-    assert shards_in_memory(TrainConfig(cache_max_mb=24), 54_000, 6_000, 2)[0] is True
-    assert shards_in_memory(TrainConfig(cache_in_memory="never"), 10, 10, 1)[0] is False
-    assert shards_in_memory(TrainConfig(cache_in_memory="always", cache_max_mb=0), 54_000, 6_000, 1)[0] is True
+    # 54,000 train + 6,000 val rows over 2 ranks: 30,000 rows x 788 bytes = 23.6 MB a rank;
+    # 20 epochs of 211 steps of 128 read the 27,000-row train shard 20 times
+    assert shards_in_memory(TrainConfig(), 54_000, 6_000, 2, 211) == (True, pytest.approx(23.64))
+    assert shards_in_memory(TrainConfig(cache_max_mb=23), 54_000, 6_000, 2, 211)[0] is False
+    assert shards_in_memory(TrainConfig(cache_max_mb=24), 54_000, 6_000, 2, 211)[0] is True
+    # each row read at most once (1 epoch, or a few capped epochs over a big split): not worth loading
+    assert shards_in_memory(TrainConfig(epochs=1), 54_000, 6_000, 2, 211)[0] is False
+    assert shards_in_memory(TrainConfig(epochs=2), 1_000_000, 10_000, 2, 100)[0] is False
+    assert shards_in_memory(TrainConfig(cache_in_memory="never"), 10, 10, 1, 1)[0] is False
+    assert shards_in_memory(TrainConfig(cache_in_memory="always", cache_max_mb=0), 54_000, 6_000, 1, 1)[0] is True
 
 
 def test_preflight_refuses_more_ranks_than_task_slots(spark, sample_dataset, tmp_path):
