@@ -5,13 +5,13 @@ The parse tasks stage their rows in id order, in row groups of ``STAGED_ROW_GROU
 group's id statistics bound its ids. A write task takes a run of consecutive output files of one
 split (each file an id range, ``shard_bounds``), reads from every staged file only the row groups
 whose ids meet that run's range, keeps the rows of its split (the kept copy of a repeated image,
-val carved out of train by the thresholds of ``val_thresholds``), sorts each file's rows by id and
-writes them as one row group. The decisions are the ones the Spark path applies (``copy_key``,
+val carved out of train by the thresholds of ``val_thresholds``), sorts them by id once and writes
+each file's slice as one row group. The decisions are the ones the Spark path applies (``copy_key``,
 ``final_split``), computed here in Python on the same values; a test holds the two paths' output
 equal.
 
 Before this, the images went through one Spark shuffle (a range partition on the output file, then
-a sort within it): about 60% of ingest's time at 1M images on 2 cores (docs/benchmarks.md).
+a sort within it): about two thirds of ingest's time at 1M images on 2 cores (docs/benchmarks.md).
 """
 
 from __future__ import annotations

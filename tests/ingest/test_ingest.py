@@ -270,3 +270,22 @@ def test_direct_write_gives_the_dataset_of_the_spark_shuffle(spark, small_arrays
         assert direct == shuffled  # the same id ranges, file by file, one row group each
     # ingest sets its own shuffle settings while it runs and gives the session back as it was
     assert {k: spark.conf.get(k, None) for k in session_conf} == session_conf
+
+
+def test_write_tasks_cover_every_file_once_in_consecutive_runs():
+    from pipeline.ingest.write import plan_write_tasks
+
+    files = {"train": 14, "val": 8, "test": 8}
+    bounds = {s: [format(b * (1 << 128) // n, "032x") for b in range(1, n)] for s, n in files.items()}
+    counts = {"train": 54_000, "val": 6_000, "test": 10_000}
+    for tasks in (1, 4, 16, 100):
+        plan = plan_write_tasks(files, bounds, counts, tasks)
+        for split, n in files.items():
+            runs = [t["files"] for t in plan if t["split"] == split]
+            numbers = [f[0] for run in runs for f in run]
+            assert numbers == list(range(n)), (tasks, split)  # each file once, in order, runs consecutive
+            ranges = [(f[1], f[2]) for run in runs for f in run]
+            assert ranges[0][0] is None and ranges[-1][1] is None
+            assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))  # the id ranges chain
+        # val is written from the train rows, so it gets as many tasks as train does (up to its files)
+        assert sum(t["split"] == "val" for t in plan) == min(8, sum(t["split"] == "train" for t in plan))
