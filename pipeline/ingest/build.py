@@ -229,7 +229,8 @@ _DEDUPE_PARTITION_ROWS = 2_000_000
 # The images go from the staged files to their output files without a shuffle (pipeline/ingest/write.py)
 # when the kept copies of repeated images fit in a broadcast; else through one Spark shuffle.
 DIRECT_WRITE = True
-# A write task reads and writes about this many rows at most (its Python worker holds them).
+# The write gets about one task per this many rows (at least two per core), which bounds what one
+# task's Python worker holds: its files' rows, and for val, the train rows of the same id range.
 _WRITE_TASK_ROWS = 65_536
 
 
