@@ -85,7 +85,7 @@ def open_split(
     if in_memory:
         if with_ids:
             raise ValueError("open_split: in_memory does not keep row ids; read with_ids streaming")
-        images, labels = load_shard(root, split, cur_shard, shard_count, workers_count=workers_count)
+        images, labels = load_shard(root, split, cur_shard, shard_count)
         yield in_memory_dataset(images, labels, batch_size, num_epochs=num_epochs,
                                 shuffle=shuffle_buffer > 0 or shuffle_row_groups, seed=seed)
         return
@@ -124,40 +124,56 @@ def _quiet_petastorm() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"petastorm(\.|$)")
 
 
-def load_shard(root: str, split: str, cur_shard: int | None = None, shard_count: int | None = None,
-               workers_count: int = 2):
+def load_shard(root: str, split: str, cur_shard: int | None = None, shard_count: int | None = None):
     """One shard of a split as two numpy arrays: images ``uint8 (rows, 28, 28, 1)`` and labels ``int32``.
 
-    The same rows, in the same shard, as ``open_split`` streams (Petastorm shards by row group), read
-    once and put in id order (the order ingest writes them in). Memory: ``ROW_BYTES_IN_MEMORY`` per row.
+    Sharded by row group as Petastorm shards (the split's row groups, file by file in name order;
+    shard ``r`` of ``n`` takes every ``n``-th from the ``r``-th), read once with pyarrow and put in id
+    order (the order ingest writes them in), so a seeded shuffle of them is the same on every run.
+    Memory: ``ROW_BYTES_IN_MEMORY`` per row.
+
+    Not through Petastorm's reader: with ``num_epochs=1`` and reader threads, its iteration can end
+    before every row group was delivered (its pool takes "all ventilated items processed" for the
+    end); a rank once got an empty shard that way. Here the row groups are read one by one and their
+    rows counted against the footers.
+
+    Raises:
+        ValueError: the split has fewer row groups than shards, or a row is not 784 bytes.
     """
     import numpy as np
-    from petastorm import make_batch_reader
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
 
-    _quiet_petastorm()
     start = time.perf_counter()
+    path = split_path(root, split)
+    filesystem, base = pafs.FileSystem.from_uri(to_url(path))
+    files = sorted(i.path for i in filesystem.get_file_info(pafs.FileSelector(base))
+                   if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
+                   and not i.base_name.startswith(("_", ".")))
+    pieces = []
+    for f in files:
+        with filesystem.open_input_file(f) as handle:
+            pieces += [(f, g) for g in range(pq.ParquetFile(handle).metadata.num_row_groups)]
+    mine = pieces if shard_count is None else pieces[cur_shard::shard_count]
+    if not mine:
+        raise ValueError(f"{path}: {len(pieces)} row groups, too few for shard {cur_shard} of {shard_count}")
     images, labels, ids = [], [], []
-    with make_batch_reader(to_url(split_path(root, split)), schema_fields=["id", "image", "label"],
-                           cur_shard=cur_shard, shard_count=shard_count, num_epochs=1,
-                           workers_count=workers_count, reader_pool_type="thread") as reader:
-        for batch in reader:
-            # One copy of the whole row group's pixels; no per-row arrays.
-            images.append(np.frombuffer(b"".join(batch.image), dtype=np.uint8))
-            labels.append(np.asarray(batch.label, dtype=np.int32))
-            ids.append(np.asarray(batch.id))
-    if not labels:
-        return np.zeros((0, 28, 28, 1), np.uint8), np.zeros((0,), np.int32)
-    pixels = np.concatenate(images)
-    y = np.concatenate(labels)
-    if pixels.size != y.size * 784:
-        raise ValueError(f"{split_path(root, split)}: {pixels.size} pixel bytes for {y.size} rows; "
-                         "expected 784 per row (was the split written by ingest?)")
-    # Reader threads return row groups in the order they finish; sorting by id (the order ingest
-    # writes) makes the arrays, and so a seeded shuffle of them, the same on every run.
+    for f, g in mine:
+        with filesystem.open_input_file(f) as handle:
+            table = pq.ParquetFile(handle).read_row_group(g, columns=["id", "image", "label"])
+        for chunk in table.column("image").chunks:
+            # the pixels straight from the Arrow buffer (784 bytes a row): no object per row
+            offsets = np.frombuffer(chunk.buffers()[1], np.int32)[chunk.offset:chunk.offset + len(chunk) + 1]
+            if offsets[-1] - offsets[0] != 784 * len(chunk) or np.any(np.diff(offsets) != 784):
+                raise ValueError(f"{f}: an image that is not 784 bytes (was the split written by ingest?)")
+            images.append(np.frombuffer(chunk.buffers()[2], np.uint8)[offsets[0]:offsets[-1]])
+        labels.append(table.column("label").to_numpy().astype(np.int32))
+        ids.append(table.column("id").to_numpy())
+    pixels, y = np.concatenate(images).reshape(-1, 784), np.concatenate(labels)
     order = np.argsort(np.concatenate(ids), kind="stable")
-    pixels, y = pixels.reshape(-1, 784)[order], y[order]
-    log.info("%s shard %s/%s in memory: %d rows, %.1f MB, read in %.1f s", split, cur_shard, shard_count,
-             y.size, (pixels.nbytes + y.nbytes) / 1e6, time.perf_counter() - start)
+    pixels, y = pixels[order], y[order]
+    log.info("%s shard %s/%s in memory: %d rows from %d row groups, %.1f MB, read in %.1f s", split, cur_shard,
+             shard_count, y.size, len(mine), (pixels.nbytes + y.nbytes) / 1e6, time.perf_counter() - start)
     return pixels.reshape(-1, 28, 28, 1), y
 
 

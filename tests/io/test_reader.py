@@ -118,3 +118,12 @@ def test_in_memory_refuses_row_ids(sample_dataset):
     with pytest.raises(ValueError, match="in_memory"):
         with open_split(str(root), "val", batch_size=10, with_ids=True, in_memory=True):
             pass
+
+
+def test_a_shard_in_memory_needs_a_row_group_of_its_own(sample_dataset):
+    from pipeline.io.reader import load_shard
+
+    root, manifest = sample_dataset
+    groups = manifest["splits"]["val"]["row_groups"]
+    with pytest.raises(ValueError, match=f"{groups} row groups, too few for shard {groups} of {groups + 1}"):
+        load_shard(str(root), "val", groups, groups + 1)
