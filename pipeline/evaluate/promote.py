@@ -82,7 +82,7 @@ def score_model(model_uri: str, dataset_root: str) -> Scores:
     import mlflow
 
     from pipeline.evaluate import metrics
-    from pipeline.io.reader import open_split
+    from pipeline.io.reader import check_whole_pass, open_split
 
     model = mlflow.pyfunc.load_model(model_uri)
     labels, predicted = [], []
@@ -91,6 +91,7 @@ def score_model(model_uri: str, dataset_root: str) -> Scores:
             probs = np.asarray(model.predict(image.numpy().astype(np.float32)))
             predicted.append(probs.argmax(axis=1))
             labels.append(label.numpy())
+    check_whole_pass(dataset_root, "test", sum(len(y) for y in labels))  # no scores of a partial split
     matrix = metrics.confusion_matrix(np.concatenate(labels), np.concatenate(predicted))
     recall = {c: s["recall"] for c, s in metrics.per_class_scores(matrix).items()}
     return Scores(accuracy=metrics.accuracy(matrix), class_recall=recall)

@@ -18,7 +18,7 @@ class TestReport:
 
 def predict_test_split(model, dataset_root: str, batch_size: int = 512):
     """Predicts the whole test split on the driver: (images, labels, probabilities)."""
-    from pipeline.io.reader import open_split
+    from pipeline.io.reader import check_whole_pass, open_split
 
     images, labels, probs = [], [], []
     with open_split(dataset_root, "test", batch_size) as ds:
@@ -26,6 +26,7 @@ def predict_test_split(model, dataset_root: str, batch_size: int = 512):
             images.append(image.numpy())
             labels.append(label.numpy())
             probs.append(model.predict_on_batch(image))
+    check_whole_pass(dataset_root, "test", sum(len(y) for y in labels))  # no accuracy of a partial split
     return np.concatenate(images), np.concatenate(labels), np.concatenate(probs)
 
 

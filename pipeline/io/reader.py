@@ -132,10 +132,9 @@ def load_shard(root: str, split: str, cur_shard: int | None = None, shard_count:
     order (the order ingest writes them in), so a seeded shuffle of them is the same on every run.
     Memory: ``ROW_BYTES_IN_MEMORY`` per row.
 
-    Not through Petastorm's reader: with ``num_epochs=1`` and reader threads, its iteration can end
-    before every row group was delivered (its pool takes "all ventilated items processed" for the
-    end); a rank once got an empty shard that way. Here the row groups are read one by one and their
-    rows counted against the footers.
+    Not through Petastorm's reader: read that way (``num_epochs=1``, 2 reader threads), a rank once
+    got an empty shard, where the same call had read it whole before (bench/train_bench.py; the cause
+    inside Petastorm was not found). Here the row groups are read one by one.
 
     Raises:
         ValueError: the split has fewer row groups than shards, or a row is not 784 bytes.
@@ -194,3 +193,25 @@ def in_memory_dataset(images, labels, batch_size: int, num_epochs: int | None = 
     index = index.repeat(num_epochs).batch(batch_size)
     dataset = index.map(lambda i: (tf.gather(images_t, i), tf.gather(labels_t, i)), num_parallel_calls=2)
     return dataset.prefetch(2).with_options(_fixed_pipeline_options())
+
+
+def split_rows(root: str, split: str) -> int:
+    """Rows of a split, from its Parquet footers: what a whole pass over it must yield."""
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    filesystem, base = pafs.FileSystem.from_uri(to_url(split_path(root, split)))
+    total = 0
+    for info in filesystem.get_file_info(pafs.FileSelector(base)):
+        if info.type == pafs.FileType.File and info.base_name.endswith(".parquet") \
+                and not info.base_name.startswith(("_", ".")):
+            with filesystem.open_input_file(info.path) as handle:
+                total += pq.ParquetFile(handle).metadata.num_rows
+    return total
+
+
+def check_whole_pass(root: str, split: str, rows: int) -> None:
+    """Raises RuntimeError unless ``rows`` is every row of the split (a pass that ended early)."""
+    expected = split_rows(root, split)
+    if rows != expected:
+        raise RuntimeError(f"{split_path(root, split)}: read {rows} rows of {expected}; the reader ended early")

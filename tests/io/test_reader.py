@@ -127,3 +127,13 @@ def test_a_shard_in_memory_needs_a_row_group_of_its_own(sample_dataset):
     groups = manifest["splits"]["val"]["row_groups"]
     with pytest.raises(ValueError, match=f"{groups} row groups, too few for shard {groups} of {groups + 1}"):
         load_shard(str(root), "val", groups, groups + 1)
+
+
+def test_a_pass_that_ends_early_is_refused(sample_dataset):
+    from pipeline.io.reader import check_whole_pass, split_rows
+
+    root, manifest = sample_dataset
+    assert split_rows(str(root), "test") == manifest["splits"]["test"]["rows"]
+    check_whole_pass(str(root), "test", manifest["splits"]["test"]["rows"])
+    with pytest.raises(RuntimeError, match=r"test: read 1999 rows of 2000; the reader ended early"):
+        check_whole_pass(str(root), "test", 1999)
