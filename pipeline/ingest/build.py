@@ -24,18 +24,6 @@ import pipeline
 from pipeline.config import PipelineConfig
 from pipeline.errors import InputError
 from pipeline.ingest.download import download_mnist
-from pipeline.io import storage
-from pipeline.io.dataset import (
-    MANIFEST,
-    SCHEMA_VERSION,
-    SPLITS,
-    count_row_groups,
-    new_staging_path,
-    split_path,
-    swap_into_place,
-)
-from pipeline.io.fs import HadoopFS, qualify
-from pipeline.io.progress import SparkProgress
 from pipeline.ingest.write import (
     KEY_IDX_BITS,
     KEY_LABEL_BITS,
@@ -44,6 +32,19 @@ from pipeline.ingest.write import (
     plan_write_tasks,
     write_task_fn,
 )
+from pipeline.io import storage
+from pipeline.io.dataset import (
+    MANIFEST,
+    SCHEMA_VERSION,
+    SPLITS,
+    count_row_groups,
+    new_staging_path,
+    parquet_files,
+    split_path,
+    swap_into_place,
+)
+from pipeline.io.fs import HadoopFS, qualify
+from pipeline.io.progress import SparkProgress
 from pipeline.sources.files import STAGED_SCHEMA, parse_inputs, plan_units
 
 log = logging.getLogger(__name__)
@@ -239,13 +240,10 @@ def _write_direct(spark: SparkSession, staged: str, out: str, files: dict[str, i
                   kept_keys: dict[str, int]) -> None:
     """Writes the three splits under ``out/split=<name>/`` with one Spark job of write tasks, each
     reading its id range from the staged files (``pipeline.ingest.write``)."""
-    import pyarrow.fs as pafs
+    import posixpath
 
     sc = spark.sparkContext
-    fs, base = storage.resolve(staged)
-    names = sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(base))
-                   if i.type == pafs.FileType.File and i.base_name.endswith(".parquet"))
-    staged_files = [storage.join(staged, n) for n in names]
+    staged_files = [storage.join(staged, posixpath.basename(f)) for f in parquet_files(staged)[1]]
     tasks = max(2 * sc.defaultParallelism, math.ceil(sum(counts.values()) / _WRITE_TASK_ROWS))
     plan = plan_write_tasks(files, bounds, counts, tasks)
     duplicates = sc.broadcast(kept_keys) if kept_keys else None

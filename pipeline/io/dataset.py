@@ -50,27 +50,41 @@ def read_manifest(root: str) -> dict:
     return manifest
 
 
-def count_row_groups(path: str) -> int:
-    """Row groups over all Parquet files of a split directory, reading every file's footer.
+def parquet_files(path: str) -> tuple[pyarrow.fs.FileSystem, list[str]]:
+    """The Parquet files of a folder (not ``_``/``.`` files), in name order, with their file system."""
+    filesystem, base = pyarrow.fs.FileSystem.from_uri(to_url(path))
+    return filesystem, sorted(
+        i.path for i in filesystem.get_file_info(pyarrow.fs.FileSelector(base))
+        if i.type == pyarrow.fs.FileType.File and i.base_name.endswith(".parquet")
+        and not i.base_name.startswith(("_", ".")))
+
+
+def parquet_footers(path: str):
+    """``(file, footer metadata)`` of each Parquet file of a folder, in name order.
 
     Raises:
         InputError: a file is not readable Parquet (truncated, overwritten, not Parquet at all);
             the message names it.
     """
-    filesystem, base = pyarrow.fs.FileSystem.from_uri(to_url(path))
-    infos = filesystem.get_file_info(pyarrow.fs.FileSelector(base))
-    total = 0
-    for info in infos:
-        name = info.base_name
-        if info.type == pyarrow.fs.FileType.File and name.endswith(".parquet") and not name.startswith(("_", ".")):
-            try:
-                with filesystem.open_input_file(info.path) as handle:
-                    total += pq.ParquetFile(handle).metadata.num_row_groups
-            except (pyarrow.ArrowException, OSError) as exc:
-                raise InputError(
-                    f"{info.path}: not a readable Parquet file ({exc}); the dataset is damaged, re-run ingest to rebuild it"
-                ) from None
-    return total
+    filesystem, files = parquet_files(path)
+    for f in files:
+        try:
+            with filesystem.open_input_file(f) as handle:
+                meta = pq.ParquetFile(handle).metadata
+        except (pyarrow.ArrowException, OSError) as exc:
+            raise InputError(
+                f"{f}: not a readable Parquet file ({exc}); the dataset is damaged, re-run ingest to rebuild it"
+            ) from None
+        yield f, meta
+
+
+def count_row_groups(path: str) -> int:
+    """Row groups over all Parquet files of a split directory, reading every file's footer.
+
+    Raises:
+        InputError: a damaged file, named (``parquet_footers``).
+    """
+    return sum(meta.num_row_groups for _, meta in parquet_footers(path))
 
 
 def new_staging_path(root: str) -> str:

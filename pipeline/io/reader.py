@@ -140,19 +140,14 @@ def load_shard(root: str, split: str, cur_shard: int | None = None, shard_count:
         ValueError: the split has fewer row groups than shards, or a row is not 784 bytes.
     """
     import numpy as np
-    import pyarrow.fs as pafs
     import pyarrow.parquet as pq
+
+    from pipeline.io.dataset import parquet_files, parquet_footers
 
     start = time.perf_counter()
     path = split_path(root, split)
-    filesystem, base = pafs.FileSystem.from_uri(to_url(path))
-    files = sorted(i.path for i in filesystem.get_file_info(pafs.FileSelector(base))
-                   if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
-                   and not i.base_name.startswith(("_", ".")))
-    pieces = []
-    for f in files:
-        with filesystem.open_input_file(f) as handle:
-            pieces += [(f, g) for g in range(pq.ParquetFile(handle).metadata.num_row_groups)]
+    filesystem, _ = parquet_files(path)
+    pieces = [(f, g) for f, meta in parquet_footers(path) for g in range(meta.num_row_groups)]
     mine = pieces if shard_count is None else pieces[cur_shard::shard_count]
     if not mine:
         raise ValueError(f"{path}: {len(pieces)} row groups, too few for shard {cur_shard} of {shard_count}")
@@ -197,17 +192,9 @@ def in_memory_dataset(images, labels, batch_size: int, num_epochs: int | None = 
 
 def split_rows(root: str, split: str) -> int:
     """Rows of a split, from its Parquet footers: what a whole pass over it must yield."""
-    import pyarrow.fs as pafs
-    import pyarrow.parquet as pq
+    from pipeline.io.dataset import parquet_footers
 
-    filesystem, base = pafs.FileSystem.from_uri(to_url(split_path(root, split)))
-    total = 0
-    for info in filesystem.get_file_info(pafs.FileSelector(base)):
-        if info.type == pafs.FileType.File and info.base_name.endswith(".parquet") \
-                and not info.base_name.startswith(("_", ".")):
-            with filesystem.open_input_file(info.path) as handle:
-                total += pq.ParquetFile(handle).metadata.num_rows
-    return total
+    return sum(meta.num_rows for _, meta in parquet_footers(split_path(root, split)))
 
 
 def check_whole_pass(root: str, split: str, rows: int) -> None:

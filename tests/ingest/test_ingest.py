@@ -225,8 +225,6 @@ def test_the_write_tasks_decide_as_spark_does(spark):
     # copy key must be Spark's, bit for bit, or rows would land in the wrong split.
     import hashlib
 
-    from pyspark.sql import functions as F
-
     from pipeline.ingest.build import copy_key, val_hash
     from pipeline.ingest.write import copy_keys, spark_xxhash64_id_seed
 

@@ -91,7 +91,7 @@ def test_in_memory_passes_are_full_reshuffles_of_the_shard(sample_dataset):
         it = iter(ds)
         passes = [[next(it) for _ in range(8)] for _ in range(2)]  # 800 rows: 8 batches a pass
     with open_split(str(root), "val", batch_size=100) as ds:
-        stored = _pairs(*zip(*[(i, l) for image, label in ds for i, l in zip(image.numpy(), label.numpy())]))
+        stored = _pairs(*zip(*[(i, lab) for image, label in ds for i, lab in zip(image.numpy(), label.numpy())]))
     orders = []
     for batches in passes:
         images = np.concatenate([b[0].numpy() for b in batches])
