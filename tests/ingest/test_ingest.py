@@ -157,9 +157,14 @@ def test_raw_idx_split_into_record_ranges_gives_the_same_dataset(plan, spark, sm
                                       str(tmp_path / "in-True" / "t10k-*")))
     ranged = ingest(spark, make_config(tmp_path / "ranged", str(tmp_path / "in-False" / "train-*"),
                                        str(tmp_path / "in-False" / "t10k-*"), records_per_task=50))
+    # the gzip files cut into parts of their records (as many as local[2] has cores)
+    parts = ingest(spark, make_config(tmp_path / "parts", str(tmp_path / "in-True" / "train-*"),
+                                      str(tmp_path / "in-True" / "t10k-*"), records_per_task=50))
     for split in ("train", "val", "test"):
         assert read_split(tmp_path / "ranged", split) == read_split(tmp_path / "whole", split)
-    assert ranged["rows_parsed"] == whole["rows_parsed"] == 300
+        assert read_split(tmp_path / "parts", split) == read_split(tmp_path / "whole", split)
+    assert ranged["rows_parsed"] == whole["rows_parsed"] == parts["rows_parsed"] == 300
+    assert parts["inputs"] == whole["inputs"]
     # the manifest checksums the whole raw files although no task read one whole for its images
     import hashlib
 

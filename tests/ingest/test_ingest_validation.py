@@ -193,6 +193,30 @@ def test_bad_input_fails_with_clear_error_and_keeps_previous_dataset(
     assert leftovers == []
 
 
+# (absurd_header's file of three images is too small to be cut)
+GZIP_CASES = [c for c in CASES if c[0] in (wrong_magic, truncated_gzip, header_too_small, count_mismatch,
+                                            label_out_of_range, corrupt_gzip, gz_name_not_gzip)]
+
+
+@pytest.mark.parametrize("build, message", GZIP_CASES, ids=[c[0].__name__ for c in GZIP_CASES])
+def test_bad_gzip_input_parsed_in_parts_fails_with_the_same_error(build, message, spark, small_arrays,
+                                                                  previous_dataset, tmp_path):
+    """A gzip pair cut into parts of its records: the last part checks the whole pair, the others stage
+    what they can reach and stay silent, and nothing is written."""
+    from pipeline.io.fs import HadoopFS
+    from pipeline.sources.files import plan_idx_tasks, plan_units
+
+    before = tree_snapshot(previous_dataset)
+    train, _ = build(tmp_path / "in", small_arrays)
+    plan = plan_idx_tasks(plan_units(HadoopFS(spark), "idx", "train", train), 1, 2)
+    assert [t["parts"] for t in plan] == [2, 2]
+    cfg = make_config(previous_dataset, train, _good_test_pair(tmp_path / "in", small_arrays), records_per_task=1)
+    with pytest.raises(InputError, match=message) as info:
+        ingest(spark, cfg)
+    assert str(info.value).count("\n  ") == 1, "one problem, reported once"
+    assert tree_snapshot(previous_dataset) == before
+
+
 def test_bad_input_with_no_previous_dataset_writes_nothing(spark, small_arrays, tmp_path):
     train, _ = label_out_of_range(tmp_path / "in", small_arrays)
     out = tmp_path / "out"
@@ -236,7 +260,7 @@ def test_errors_in_a_raw_file_parsed_in_record_ranges_name_the_file(case, messag
     labels = idx_labels_bytes(y[:-1] if case == "count" else y)
     train = _train_files(tmp_path / "in", images, labels, gz=False)
     before = tree_snapshot(previous_dataset)
-    cfg = make_config(previous_dataset, train, _good_test_pair(tmp_path / "in", small_arrays), records_per_task=50)
+    cfg = make_config(previous_dataset, train, _good_test_pair(tmp_path / "in", small_arrays), records_per_task=1)
     with pytest.raises(InputError, match=message):
         ingest(spark, cfg)
     assert tree_snapshot(previous_dataset) == before
