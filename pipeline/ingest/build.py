@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import math
+import posixpath
 import subprocess
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from pyspark.sql import functions as F
 import pipeline
 from pipeline.config import PipelineConfig
 from pipeline.errors import InputError
+from pipeline.ingest.decide import DECIDED_SCHEMA, STATS_SCHEMA, decide_task_fn, id_ranges
 from pipeline.ingest.download import download_mnist
 from pipeline.ingest.write import (
     KEY_IDX_BITS,
@@ -235,15 +237,39 @@ DIRECT_WRITE = True
 _WRITE_TASK_ROWS = 65_536
 
 
+# The decisions get about one task per this many rows (at least two per core); a task holds its
+# range's narrow rows, about 100 bytes each.
+_DECIDE_TASK_ROWS = 262_144
+# Which copies are kept and the counts are decided by Python tasks over id ranges
+# (``pipeline.ingest.decide``); else by a Spark aggregation over a shuffle by id (``keep_one_per_image``).
+DECIDE_BY_ID_RANGE = True
+
+
+def _staged_files(staged: str) -> list[str]:
+    return [storage.join(staged, posixpath.basename(f)) for f in parquet_files(staged)[1]]
+
+
+def _decide_by_id_range(spark: SparkSession, staged: str, out: str, total: int) -> tuple[DataFrame, list[tuple]]:
+    """``keep_one_per_image``'s rows (written under ``out``, returned as a DataFrame that reads them)
+    and the counts per ``(split, label, val bucket)``, from one job of id-range tasks
+    (``pipeline.ingest.decide``) whose counts Spark sums."""
+    sc = spark.sparkContext
+    tasks = max(2 * sc.defaultParallelism, math.ceil(total / _DECIDE_TASK_ROWS))
+    fn = decide_task_fn(id_ranges(tasks), _staged_files(staged), out, _VAL_BUCKET_SHIFT)
+    counts = ("kept", "dropped", "repeated", "conflicts")
+    stats = (spark.range(0, tasks, 1, tasks).select(F.col("id").cast("int").alias("task"))
+             .mapInArrow(fn, STATS_SCHEMA).groupBy("split", "label", "bucket")
+             .agg(*(F.sum(c).alias(c) for c in counts)).collect())
+    return spark.read.schema(DECIDED_SCHEMA).parquet(out), [tuple(r) for r in stats]
+
+
 def _write_direct(spark: SparkSession, staged: str, out: str, files: dict[str, int], bounds: dict[str, list[str]],
                   counts: dict[str, int], thresholds: dict[int, tuple[int, str]],
                   kept_keys: dict[str, int]) -> None:
     """Writes the three splits under ``out/split=<name>/`` with one Spark job of write tasks, each
     reading its id range from the staged files (``pipeline.ingest.write``)."""
-    import posixpath
-
     sc = spark.sparkContext
-    staged_files = [storage.join(staged, posixpath.basename(f)) for f in parquet_files(staged)[1]]
+    staged_files = _staged_files(staged)
     tasks = max(2 * sc.defaultParallelism, math.ceil(sum(counts.values()) / _WRITE_TASK_ROWS))
     plan = plan_write_tasks(files, bounds, counts, tasks)
     duplicates = sc.broadcast(kept_keys) if kept_keys else None
@@ -339,15 +365,18 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
         saved_conf = _set_sql_conf(spark, {"spark.sql.adaptive.enabled": "false",
                                            "spark.sql.shuffle.partitions": str(parts)})
         with SparkProgress(sc, "ingest dedupe", cfg.spark.progress_interval_s) as dedupe_prog:
-            narrow_rows = images.select("id", "split", "src", "idx", "label", "vh").repartition(parts, "id")
-            kept = cached = keep_one_per_image(narrow_rows).persist(StorageLevel.MEMORY_AND_DISK)
-            bucket = F.when(F.col("split") == "train", val_bucket()).otherwise(F.lit(0)).alias("bucket")
-            # one row per (split, label, val bucket): about 10,000 rows, read as plain tuples
-            stats = [tuple(r) for r in kept.groupBy("split", "label", bucket).agg(
-                F.count(F.lit(1)).alias("kept"), F.sum(F.col("copies") - 1).alias("dropped"),
-                F.sum(F.when(F.col("copies") > 1, 1).otherwise(0)).alias("repeated"),
-                F.sum(F.when(F.col("conflict"), 1).otherwise(0)).alias("conflicts"),
-            ).collect()]
+            if DECIDE_BY_ID_RANGE:
+                kept, stats = _decide_by_id_range(spark, staged, storage.join(staging, "decided"), total)
+            else:
+                narrow_rows = images.select("id", "split", "src", "idx", "label", "vh").repartition(parts, "id")
+                kept = cached = keep_one_per_image(narrow_rows).persist(StorageLevel.MEMORY_AND_DISK)
+                bucket = F.when(F.col("split") == "train", val_bucket()).otherwise(F.lit(0)).alias("bucket")
+                # one row per (split, label, val bucket): about 10,000 rows, read as plain tuples
+                stats = [tuple(r) for r in kept.groupBy("split", "label", bucket).agg(
+                    F.count(F.lit(1)).alias("kept"), F.sum(F.col("copies") - 1).alias("dropped"),
+                    F.sum(F.when(F.col("copies") > 1, 1).otherwise(0)).alias("repeated"),
+                    F.sum(F.when(F.col("conflict"), 1).otherwise(0)).alias("conflicts"),
+                ).collect()]
             n_repeated = sum(r[5] for r in stats)
             if n_repeated:  # some images occur more than once: keep only the chosen copy's row
                 kept_keys = kept.where(F.col("copies") > 1).select("id", F.col("key").alias("kept_key"))

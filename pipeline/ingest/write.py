@@ -78,9 +78,12 @@ def _in_range(ids, first, end):
     return keep
 
 
-def _read_range(staged: list[str], source_split: str, first, end):
-    """The staged rows of ``source_split`` with ids in ``[first, end)``, from the row groups whose id
-    statistics meet that range."""
+_ALL_COLUMNS = ("id", "split", "src", "idx", "label", "vh", "image")
+
+
+def _read_range(staged: list[str], source_split: str | None, first, end, columns=_ALL_COLUMNS):
+    """The staged rows of ``source_split`` (None: of every split) with ids in ``[first, end)``, from
+    the row groups whose id statistics meet that range."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -97,7 +100,8 @@ def _read_range(staged: list[str], source_split: str, first, end):
             groups = []
             for g in range(meta.num_row_groups):
                 ids, splits = meta.row_group(g).column(id_col).statistics, meta.row_group(g).column(split_col).statistics
-                if splits is not None and splits.has_min_max and not splits.min <= source_split <= splits.max:
+                if (source_split is not None and splits is not None and splits.has_min_max
+                        and not splits.min <= source_split <= splits.max):
                     continue  # no row of the split in this row group
                 if ids is None or not ids.has_min_max:
                     groups.append(g)
@@ -105,10 +109,12 @@ def _read_range(staged: list[str], source_split: str, first, end):
                     groups.append(g)
             if not groups:
                 continue
-            table = pf.read_row_groups(groups, columns=["id", "split", "src", "idx", "label", "vh", "image"])
-        keep = pc.equal(table["split"], source_split)
-        in_range = _in_range(table["id"], first, end)
-        tables.append(table.filter(keep if in_range is None else pc.and_(keep, in_range)))
+            table = pf.read_row_groups(groups, columns=list(columns))
+        keep = _in_range(table["id"], first, end)
+        if source_split is not None:
+            of_split = pc.equal(table["split"], source_split)
+            keep = of_split if keep is None else pc.and_(keep, of_split)
+        tables.append(table if keep is None else table.filter(keep))
     return pa.concat_tables(tables) if tables else None
 
 

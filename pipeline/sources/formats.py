@@ -133,9 +133,22 @@ def _read_idx(data: bytes, name: str, magic: int, ndim: int) -> tuple[tuple[int,
     return dims, memoryview(raw)[header_len:]
 
 
+def part_range(n: int, part: int, parts: int) -> tuple[int, int]:
+    """Records ``[first, stop)`` of part ``part`` of ``parts`` of a gzip file of ``n`` records, cut so
+    that the parts cost about the same: part k inflates the stream up to ``stop`` and parses its own
+    records, each about as costly as inflating one (measured in the parse tasks), so each part has
+    half the records of the one before it (two parts: 2/3 and 1/3)."""
+    whole = (1 << parts) - 1
+
+    def stop(k):
+        return n if k == parts - 1 else n * (whole + 1 - (1 << (parts - 1 - k))) // whole
+
+    return (0 if part == 0 else stop(part - 1)), stop(part)
+
+
 def read_idx_part(data: bytes, name: str, magic: int, ndim: int, part: int, parts: int):
-    """Records ``[part * n // parts, (part + 1) * n // parts)`` of an IDX file (raw or gzip) of ``n``
-    records, inflating no further than the part's last record; returns ``(n, first, body)``.
+    """The records of ``part_range(n, part, parts)`` of an IDX file (raw or gzip) of ``n`` records,
+    inflating no further than the part's last record; returns ``(n, first, body)``.
 
     Only the header and the part's own bytes are checked: the whole file's checks (its size against
     the header, the gzip trailer) belong to whoever reads it whole.
@@ -144,7 +157,7 @@ def read_idx_part(data: bytes, name: str, magic: int, ndim: int, part: int, part
     head = _maybe_gunzip(data, name, limit=header_len) if is_gzip(data) or name.endswith(".gz") else data
     dims = _idx_header(head, name, magic, ndim)
     n, record = dims[0], int(np.prod(dims[1:], dtype=object))
-    first, stop = part * n // parts, (part + 1) * n // parts
+    first, stop = part_range(n, part, parts)
     end = header_len + stop * record
     raw = _maybe_gunzip(data, name, limit=end - 1) if is_gzip(data) or name.endswith(".gz") else data
     if len(raw) < end:

@@ -259,8 +259,9 @@ def test_direct_write_gives_the_dataset_of_the_spark_shuffle(spark, small_arrays
     monkeypatch.setattr("pipeline.ingest.build._BROADCAST_DUPLICATES", broadcast_limit)
     session_conf = {k: spark.conf.get(k, None) for k in ("spark.sql.adaptive.enabled", "spark.sql.shuffle.partitions")}
     manifests = {}
-    for direct in (True, False):
+    for direct in (True, False):  # False: Spark decides (a shuffle by id) and writes (a shuffle of the images)
         monkeypatch.setattr("pipeline.ingest.build.DIRECT_WRITE", direct)
+        monkeypatch.setattr("pipeline.ingest.build.DECIDE_BY_ID_RANGE", direct)
         manifests[direct] = ingest(spark, make_config(tmp_path / f"out-{direct}", str(tmp_path / "in" / "train-*"),
                                                       str(tmp_path / "in" / "t10k-*"), records_per_task=40))
     assert manifests[True]["duplicates"] == {"dropped": 4, "label_conflicts": 1}
@@ -273,6 +274,60 @@ def test_direct_write_gives_the_dataset_of_the_spark_shuffle(spark, small_arrays
         assert direct == shuffled  # the same id ranges, file by file, one row group each
     # ingest sets its own shuffle settings while it runs and gives the session back as it was
     assert {k: spark.conf.get(k, None) for k in session_conf} == session_conf
+
+
+def test_id_range_tasks_decide_what_spark_decides(spark):
+    # The same narrow rows decided by Spark's aggregation (keep_one_per_image and the counts per
+    # split, label and val bucket) and by the Python of the id-range tasks: the same rows, the same counts.
+    import pyarrow as pa
+    from pyspark.sql import functions as F
+
+    from pipeline.ingest.build import _VAL_BUCKET_SHIFT, keep_one_per_image, val_bucket
+    from pipeline.ingest.decide import decide_rows
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    ids = [format(int(v), "032x") for v in rng.integers(0, 400, n) * (1 << 118)]  # about 400 ids, most repeated
+    split = np.where(rng.random(n) < 0.2, "test", "train")
+    src = rng.integers(0, 5, n).astype(np.int32)
+    idx = rng.integers(0, 1 << 20, n)
+    label = rng.integers(0, 10, n).astype(np.int32)
+    vh_of = {i: int(v) for i, v in zip(sorted(set(ids)), rng.integers(-(1 << 63), (1 << 63) - 1, 400))}
+    vh = np.array([vh_of[i] for i in ids], dtype=np.int64)
+    rows = pa.table({"id": ids, "split": split, "src": src, "idx": idx, "label": label, "vh": vh})
+    decided, stats = decide_rows(rows, _VAL_BUCKET_SHIFT)
+
+    frame = spark.createDataFrame(rows.to_pandas())
+    kept = keep_one_per_image(frame)
+    expected = sorted(tuple(r) for r in kept.select("id", "split", "label", "key", "copies", "conflict", "vh").collect())
+    got = sorted(zip(*(decided[c].to_pylist() for c in ("id", "split", "label", "key", "copies", "conflict", "vh"))))
+    assert got == expected
+    assert sum(r[4] > 1 for r in got) > 100 and sum(r[5] for r in got) > 50  # the case is not trivial
+    bucket = F.when(F.col("split") == "train", val_bucket()).otherwise(F.lit(0)).alias("bucket")
+    expected_stats = sorted(tuple(r) for r in kept.groupBy("split", "label", bucket).agg(
+        F.count(F.lit(1)), F.sum(F.col("copies") - 1), F.sum(F.when(F.col("copies") > 1, 1).otherwise(0)),
+        F.sum(F.when(F.col("conflict"), 1).otherwise(0))).collect())
+    assert sorted(zip(*(stats[c].to_pylist() for c in stats.column_names))) == expected_stats
+
+
+def test_id_ranges_and_gzip_parts_cover_everything_once():
+    from pipeline.ingest.decide import id_ranges
+    from pipeline.sources.formats import part_range
+
+    for tasks in (1, 2, 7):
+        ranges = id_ranges(tasks)
+        assert ranges[0][0] is None and ranges[-1][1] is None and len(ranges) == tasks
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        edges = [r[0] for r in ranges[1:]]
+        assert edges == sorted(set(edges)) and all(len(e) == 32 for e in edges)
+    for n in (1, 5, 10_000, 60_000):
+        for parts in (1, 2, 3, 4):
+            cuts = [part_range(n, k, parts) for k in range(parts)]
+            assert cuts[0][0] == 0 and cuts[-1][1] == n
+            assert all(a[1] == b[0] and b[0] <= b[1] for a, b in zip(cuts, cuts[1:]))
+            if n >= 10_000:  # each part inflates up to its end and parses its own: about equal costs
+                costs = [stop + (stop - first) for first, stop in cuts]
+                assert max(costs) - min(costs) <= 2, costs
 
 
 def test_write_tasks_cover_every_file_once_in_consecutive_runs():
