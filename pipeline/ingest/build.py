@@ -1,9 +1,12 @@
 """Ingest: raw MNIST files -> validated, de-duplicated, split, shard-ready Parquet + manifest.
 
-Parsing runs on the executors (an IDX pair per task, or record ranges of a big raw pair, or one text
-file) and stages the images as Parquet; de-duplication, the val split and the file ranges are
-decided on narrow rows; one shuffle writes the three splits (docs/architecture.md, "Ingest"). The
-driver collects per-file metadata, counts, one row per class and one boundary id per output file.
+Parsing runs on the executors (an IDX pair per task, record ranges of a big raw pair, parts of a big
+gzip pair, or one text file) and stages the images as Parquet in id order. Tasks that each own an id
+range decide which copy of a repeated image is kept and count the rows per class
+(``pipeline.ingest.decide``); the driver cuts the val split and the file ranges from those counts;
+tasks that own id ranges again write the three splits (``pipeline.ingest.write``). No shuffle carries
+an image (docs/architecture.md, "Ingest"). The driver holds per-file metadata, counts per class and
+val-hash bucket, the rows of one bucket per class, and one boundary id per output file.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pyspark.sql import functions as F
 import pipeline
 from pipeline.config import PipelineConfig
 from pipeline.errors import InputError
-from pipeline.ingest.decide import DECIDED_SCHEMA, STATS_SCHEMA, decide_task_fn, id_ranges
+from pipeline.ingest.decide import DECIDED_SCHEMA, STATS_SCHEMA, bucket_rows, decide_task_fn, id_ranges, repeated_keys
 from pipeline.ingest.download import download_mnist
 from pipeline.ingest.write import (
     KEY_IDX_BITS,
@@ -105,23 +108,31 @@ def val_hash(seed: int):
     return F.xxhash64("id", F.lit(seed))
 
 
-# The train rows' val hashes are counted in this many buckets per class (with the other counts, in
-# one aggregation); each class's threshold is then found among the rows of one bucket, about
-# 1/1024 of the class, without sorting the class.
+# The train rows' val hashes are counted in buckets per class (with the other counts, in one
+# aggregation); each class's threshold is then found among the rows of one bucket without sorting the
+# class. Up to 1,024 buckets (the top 10 bits of the hash: this shift), fewer for fewer rows, so that
+# the counts stay few (each costs the driver a row) while a bucket holds about 64 rows of its class.
 _VAL_BUCKET_SHIFT = 54
 
 
-def val_bucket():
-    """The bucket of a row's val hash ``vh``: its top 10 bits, in the order of the hash."""
-    return F.shiftright(F.col("vh"), _VAL_BUCKET_SHIFT)
+def val_bucket_shift(rows: int) -> int:
+    """The shift of ``val_bucket`` for ``rows`` images: 16 to 1,024 buckets per class."""
+    return 64 - min(10, max(4, math.ceil(math.log2(max(rows, 1) / 640))))
 
 
-def val_thresholds(kept: DataFrame, val_counts: dict[int, int],
-                   histogram: dict[tuple[int, int], int]) -> dict[int, tuple[int, str]]:
+def val_bucket(shift: int = _VAL_BUCKET_SHIFT):
+    """The bucket of a row's val hash ``vh``: its top ``64 - shift`` bits, in the order of the hash."""
+    return F.shiftright(F.col("vh"), shift)
+
+
+def val_thresholds(kept, val_counts: dict[int, int], histogram: dict[tuple[int, int], int],
+                   shift: int = _VAL_BUCKET_SHIFT) -> dict[int, tuple[int, str]]:
     """Per class, the last train row moved to val: ``val_counts[label]`` train rows of each class go
     to val, the first by a seeded hash of the id (then the id), so the choice is the same on every
     run and independent of partitioning. ``histogram`` holds the train rows per ``(label,
-    val_bucket)``; the rows of each class's boundary bucket come to the driver and are ranked there.
+    val_bucket(shift))``; the rows of each class's boundary bucket come to the driver and are ranked there,
+    from ``kept``: a DataFrame of the kept rows (``id, split, label, vh``), or the folder of the
+    decided files (``pipeline.ingest.decide``), read here with pyarrow (no Spark job).
     Returns ``{label: (hash, id)}`` of each class's last val row."""
     cut: dict[int, tuple[int, int]] = {}  # label -> (bucket, rank of the last val row within it)
     buckets: dict[int, list[int]] = {}
@@ -136,13 +147,17 @@ def val_thresholds(kept: DataFrame, val_counts: dict[int, int],
             seen += histogram[lab, bucket]
     if not cut:
         return {}
-    where = F.lit(False)
-    for lab, (bucket, _) in sorted(cut.items()):
-        where = where | ((F.col("label") == lab) & (val_bucket() == bucket))
     rows: dict[int, list[tuple[int, str]]] = {lab: [] for lab in cut}
-    for r in (kept.where((F.col("split") == "train") & where)
-              .select("label", "id", F.col("vh").alias("h")).collect()):
-        rows[int(r.label)].append((int(r.h), r.id))
+    if isinstance(kept, str):
+        for lab, h, ident in bucket_rows(kept, {lab: b for lab, (b, _) in cut.items()}, shift):
+            rows[lab].append((h, ident))
+    else:
+        where = F.lit(False)
+        for lab, (bucket, _) in sorted(cut.items()):
+            where = where | ((F.col("label") == lab) & (val_bucket(shift) == bucket))
+        for r in (kept.where((F.col("split") == "train") & where)
+                  .select("label", "id", F.col("vh").alias("h")).collect()):
+            rows[int(r.label)].append((int(r.h), r.id))
     return {lab: sorted(rows[lab])[rank - 1] for lab, (_, rank) in cut.items()}
 
 
@@ -161,10 +176,11 @@ def final_split(thresholds: dict[int, tuple[int, str]]):
 _SPACED_MIN_ROWS_PER_FILE = 256
 
 
-def shard_bounds(final: DataFrame, files: dict[str, int], counts: dict[str, int]) -> dict[str, list[str]]:
+def shard_bounds(final, files: dict[str, int], counts: dict[str, int]) -> dict[str, list[str]]:
     """Per split, the first id of each file after the first, so that each of its ``files[split]``
     files holds about an equal share of its rows, in id order: evenly spaced id values where the split
-    is large, else the exact ranks of ids (a job over the narrow rows ``id, split`` of those splits)."""
+    is large, else the exact ranks of ids (a job over the narrow rows ``id, split`` of those splits,
+    the DataFrame that ``final()`` returns)."""
     bounds: dict[str, list[str]] = {}
     ranked_splits = []
     for split, f in files.items():
@@ -175,7 +191,7 @@ def shard_bounds(final: DataFrame, files: dict[str, int], counts: dict[str, int]
     if not ranked_splits:
         return bounds
     starts = {s: sorted({-(-b * counts[s] // files[s]) for b in range(1, files[s])}) for s in ranked_splits}
-    ranked = (final.where(F.col("split").isin(ranked_splits))
+    ranked = (final().where(F.col("split").isin(ranked_splits))
               .withColumn("r", F.row_number().over(Window.partitionBy("split").orderBy("id")) - 1))
     wanted = F.lit(False)
     for split, ranks in starts.items():
@@ -232,12 +248,13 @@ _DEDUPE_PARTITION_ROWS = 2_000_000
 # The images go from the staged files to their output files without a shuffle (pipeline/ingest/write.py)
 # when the kept copies of repeated images fit in a broadcast; else through one Spark shuffle.
 DIRECT_WRITE = True
-# The write gets about one task per this many rows (at least two per core), which bounds what one
-# task's Python worker holds: its files' rows, and for val, the train rows of the same id range.
+# The write gets about one task per this many rows (at least one per core: each wave of Python tasks
+# costs about 0.1 s here, however little they do), which bounds what one task's Python worker holds:
+# the rows of its id range, of every split, and on to the end of the last file it writes.
 _WRITE_TASK_ROWS = 65_536
 
 
-# The decisions get about one task per this many rows (at least two per core); a task holds its
+# The decisions get about one task per this many rows (at least one per core); a task holds its
 # range's narrow rows, about 100 bytes each.
 _DECIDE_TASK_ROWS = 262_144
 # Which copies are kept and the counts are decided by Python tasks over id ranges
@@ -249,18 +266,17 @@ def _staged_files(staged: str) -> list[str]:
     return [storage.join(staged, posixpath.basename(f)) for f in parquet_files(staged)[1]]
 
 
-def _decide_by_id_range(spark: SparkSession, staged: str, out: str, total: int) -> tuple[DataFrame, list[tuple]]:
-    """``keep_one_per_image``'s rows (written under ``out``, returned as a DataFrame that reads them)
-    and the counts per ``(split, label, val bucket)``, from one job of id-range tasks
-    (``pipeline.ingest.decide``) whose counts Spark sums."""
+def _decide_by_id_range(spark: SparkSession, staged: str, out: str, total: int, shift: int) -> list[tuple]:
+    """Writes ``keep_one_per_image``'s rows under ``out`` and returns the counts per ``(split, label,
+    val bucket)``, from one job of id-range tasks (``pipeline.ingest.decide``) whose counts Spark sums."""
     sc = spark.sparkContext
-    tasks = max(2 * sc.defaultParallelism, math.ceil(total / _DECIDE_TASK_ROWS))
-    fn = decide_task_fn(id_ranges(tasks), _staged_files(staged), out, _VAL_BUCKET_SHIFT)
+    tasks = max(sc.defaultParallelism, math.ceil(total / _DECIDE_TASK_ROWS))
+    fn = decide_task_fn(id_ranges(tasks), _staged_files(staged), out, shift)
     counts = ("kept", "dropped", "repeated", "conflicts")
     stats = (spark.range(0, tasks, 1, tasks).select(F.col("id").cast("int").alias("task"))
              .mapInArrow(fn, STATS_SCHEMA).groupBy("split", "label", "bucket")
              .agg(*(F.sum(c).alias(c) for c in counts)).collect())
-    return spark.read.schema(DECIDED_SCHEMA).parquet(out), [tuple(r) for r in stats]
+    return [tuple(r) for r in stats]
 
 
 def _write_direct(spark: SparkSession, staged: str, out: str, files: dict[str, int], bounds: dict[str, list[str]],
@@ -270,8 +286,8 @@ def _write_direct(spark: SparkSession, staged: str, out: str, files: dict[str, i
     reading its id range from the staged files (``pipeline.ingest.write``)."""
     sc = spark.sparkContext
     staged_files = _staged_files(staged)
-    tasks = max(2 * sc.defaultParallelism, math.ceil(sum(counts.values()) / _WRITE_TASK_ROWS))
-    plan = plan_write_tasks(files, bounds, counts, tasks)
+    tasks = max(sc.defaultParallelism, math.ceil(sum(counts.values()) / _WRITE_TASK_ROWS))
+    plan = plan_write_tasks(files, bounds, id_ranges(tasks))
     duplicates = sc.broadcast(kept_keys) if kept_keys else None
     try:
         fn = write_task_fn(plan, staged_files, out, thresholds, duplicates)
@@ -355,8 +371,8 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
                  prog.elapsed, f"{total / max(prog.elapsed, 1e-9):,.0f}")
 
         # De-duplication, the val split and the file ranges are decided on narrow rows (id, split, label,
-        # copy key: about 50 bytes); the images themselves are shuffled once, to be written.
-        images = spark.read.schema(STAGED_SCHEMA).parquet(staged)
+        # copy key: about 50 bytes), by tasks that each own an id range; the images are read once more,
+        # by the write's tasks, by id range too: no shuffle carries them.
         # The decisions' shuffles get as many partitions as their narrow rows need, set here rather
         # than by adaptive execution, which splits each query into a job per shuffle and keeps a
         # cached aggregation at spark.sql.shuffle.partitions tiny tasks: 70,000 images took 4 jobs
@@ -364,13 +380,16 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
         parts = max(sc.defaultParallelism, math.ceil(total / _DEDUPE_PARTITION_ROWS))
         saved_conf = _set_sql_conf(spark, {"spark.sql.adaptive.enabled": "false",
                                            "spark.sql.shuffle.partitions": str(parts)})
+        decided = storage.join(staging, "decided")
+        shift = val_bucket_shift(total)
         with SparkProgress(sc, "ingest dedupe", cfg.spark.progress_interval_s) as dedupe_prog:
             if DECIDE_BY_ID_RANGE:
-                kept, stats = _decide_by_id_range(spark, staged, storage.join(staging, "decided"), total)
+                kept, stats = None, _decide_by_id_range(spark, staged, decided, total, shift)
             else:
+                images = spark.read.schema(STAGED_SCHEMA).parquet(staged)
                 narrow_rows = images.select("id", "split", "src", "idx", "label", "vh").repartition(parts, "id")
                 kept = cached = keep_one_per_image(narrow_rows).persist(StorageLevel.MEMORY_AND_DISK)
-                bucket = F.when(F.col("split") == "train", val_bucket()).otherwise(F.lit(0)).alias("bucket")
+                bucket = F.when(F.col("split") == "train", val_bucket(shift)).otherwise(F.lit(0)).alias("bucket")
                 # one row per (split, label, val bucket): about 10,000 rows, read as plain tuples
                 stats = [tuple(r) for r in kept.groupBy("split", "label", bucket).agg(
                     F.count(F.lit(1)).alias("kept"), F.sum(F.col("copies") - 1).alias("dropped"),
@@ -378,14 +397,11 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
                     F.sum(F.when(F.col("conflict"), 1).otherwise(0)).alias("conflicts"),
                 ).collect()]
             n_repeated = sum(r[5] for r in stats)
-            if n_repeated:  # some images occur more than once: keep only the chosen copy's row
-                kept_keys = kept.where(F.col("copies") > 1).select("id", F.col("key").alias("kept_key"))
-                if n_repeated <= _BROADCAST_DUPLICATES:
-                    kept_keys = F.broadcast(kept_keys)
-                images = (images.join(kept_keys, "id", "left")
-                          .where(F.col("kept_key").isNull() | (F.col("kept_key") == copy_key()))
-                          .drop("kept_key"))
-        narrow = kept.select("id", "split", "label", "vh")
+
+        def kept_rows() -> DataFrame:
+            """The kept rows, one per distinct image (``keep_one_per_image``), as a DataFrame."""
+            return kept if kept is not None else spark.read.schema(DECIDED_SCHEMA).parquet(decided)
+
         kept_counts: dict[tuple[str, int], int] = {}
         for split, label, _, n, *_ in stats:
             kept_counts[split, label] = kept_counts.get((split, label), 0) + n
@@ -409,21 +425,32 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
 
         files = {s: max(icfg.max_shards, math.ceil(counts[s] / icfg.rows_per_row_group)) for s in SPLITS}
         with SparkProgress(sc, "ingest split", cfg.spark.progress_interval_s) as split_prog:
-            thresholds = val_thresholds(narrow, val_counts, histogram)
-            split_col = final_split(thresholds)
-            bounds = shard_bounds(narrow.select("id", split_col.alias("split")), files, counts)
-            keys = _partition_keys(sum(files.values()))
+            thresholds = val_thresholds(decided if kept is None else kept, val_counts, histogram, shift)
+            bounds = shard_bounds(lambda: kept_rows().select("id", final_split(thresholds).alias("split")),
+                                  files, counts)
 
         all_rows = storage.join(staging, "rows")
         log.info("ingest: val rows and file ranges decided in %.1f s", split_prog.elapsed)
         with SparkProgress(sc, "ingest write", cfg.spark.progress_interval_s) as write_prog:
             if DIRECT_WRITE and n_repeated <= _BROADCAST_DUPLICATES:
                 kept_keys = {}
-                if n_repeated:
+                if n_repeated and kept is None:
+                    kept_keys = repeated_keys(decided)
+                elif n_repeated:
                     kept_keys = {r.id: int(r.key) for r in kept.where(F.col("copies") > 1).select("id", "key").collect()}
                 _write_direct(spark, staged, all_rows, files, bounds, counts, thresholds, kept_keys)
                 how = "read by id range from the staged files"
             else:
+                images = spark.read.schema(STAGED_SCHEMA).parquet(staged)
+                if n_repeated:  # some images occur more than once: keep only the chosen copy's row
+                    kept_keys = kept_rows().where(F.col("copies") > 1).select("id", F.col("key").alias("kept_key"))
+                    if n_repeated <= _BROADCAST_DUPLICATES:
+                        kept_keys = F.broadcast(kept_keys)
+                    images = (images.join(kept_keys, "id", "left")
+                              .where(F.col("kept_key").isNull() | (F.col("kept_key") == copy_key()))
+                              .drop("kept_key"))
+                split_col = final_split(thresholds)
+                keys = _partition_keys(sum(files.values()))
                 # each split's files get consecutive partitions, in id order; one shuffle writes all three
                 offsets = {s: sum(files[t] for t in SPLITS[:i]) for i, s in enumerate(SPLITS)}
                 key = F.lit(keys[0])

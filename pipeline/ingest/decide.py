@@ -26,6 +26,7 @@ DECIDED_SCHEMA = "id string, split string, label int, key long, copies long, con
 # One task's counts per (split, label, val bucket); ``bucket`` is 0 for test rows
 STATS_SCHEMA = "split string, label int, bucket long, kept long, dropped long, repeated long, conflicts long"
 _NARROW = ("id", "split", "src", "idx", "label", "vh")
+_DECIDED_ROW_GROUP_ROWS = 4096
 _TEST_BIT = KEY_SRC_BITS + KEY_IDX_BITS + KEY_LABEL_BITS
 
 
@@ -83,14 +84,26 @@ def decide_rows(table, bucket_shift: int):
     return decided, stats
 
 
+def write_decided(decided, path: str, row_group_rows: int = _DECIDED_ROW_GROUP_ROWS) -> None:
+    """Writes decided rows in val hash order per split and class, so that a class's boundary bucket is
+    a few row groups (``bucket_rows``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.io import storage
+
+    decided = decided.sort_by([("split", "ascending"), ("label", "ascending"), ("vh", "ascending")])
+    sink = pa.BufferOutputStream()
+    pq.write_table(decided, sink, compression="snappy", row_group_size=row_group_rows,
+                   write_statistics=["split", "label", "vh", "copies"])
+    storage.write_bytes(path, sink.getvalue().to_pybytes())
+
+
 def decide_task_fn(ranges: list[list], staged: list[str], out_dir: str, bucket_shift: int):
     """The ``mapInArrow`` function of the decision job: rows ``task`` (an index into ``ranges``) in,
     that range's counts (``STATS_SCHEMA``) out; its decided rows go to ``out_dir``."""
 
     def run(batches):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         from pipeline.io import storage
 
         for batch in batches:
@@ -100,10 +113,68 @@ def decide_task_fn(ranges: list[list], staged: list[str], out_dir: str, bucket_s
                 if table is None or table.num_rows == 0:
                     continue
                 decided, stats = decide_rows(table, bucket_shift)
-                sink = pa.BufferOutputStream()
-                pq.write_table(decided, sink, compression="snappy", write_statistics=["id", "copies"])
                 # named by the task, so a retried task replaces its earlier attempt's file
-                storage.write_bytes(storage.join(out_dir, f"part-{t:05d}.parquet"), sink.getvalue().to_pybytes())
+                write_decided(decided, storage.join(out_dir, f"part-{t:05d}.parquet"))
                 yield from stats.to_batches()
 
     return run
+
+
+def _row_groups(folder: str, wanted):
+    """The row groups of the decided files under ``folder`` for which ``wanted(statistics)`` holds
+    (``statistics``: ``{column: (min, max)}``), read whole, one pyarrow table at a time."""
+    import pyarrow.parquet as pq
+
+    from pipeline.io.dataset import parquet_files
+
+    filesystem, files = parquet_files(folder)
+    for path in files:
+        with filesystem.open_input_file(path) as handle:
+            pf = pq.ParquetFile(handle)
+            meta = pf.metadata
+            names = meta.schema.names
+            for g in range(meta.num_row_groups):
+                stats = {}
+                for name in ("split", "label", "vh", "copies"):
+                    st = meta.row_group(g).column(names.index(name)).statistics
+                    stats[name] = (st.min, st.max) if st is not None and st.has_min_max else None
+                if wanted(stats):
+                    yield pf.read_row_group(g)
+
+
+def bucket_rows(folder: str, buckets: dict[int, int], bucket_shift: int):
+    """``(label, vh, id)`` of the kept train rows of each class's val bucket ``buckets[label]``, read
+    on the driver from the decided files under ``folder``: only the row groups whose statistics can
+    hold such rows (the files are in val hash order per class), about 1/1024 of each class."""
+    import numpy as np
+
+    def span(lab):
+        b = buckets[lab]
+        return b << bucket_shift, ((b + 1) << bucket_shift) - 1
+
+    def wanted(st):
+        if any(v is None for v in st.values()):
+            return True
+        if not st["split"][0] <= "train" <= st["split"][1]:
+            return False
+        return any(st["label"][0] <= lab <= st["label"][1] and st["vh"][0] <= span(lab)[1]
+                   and st["vh"][1] >= span(lab)[0] for lab in buckets)
+
+    for table in _row_groups(folder, wanted):
+        split, labels, vh = (table[c].to_numpy() for c in ("split", "label", "vh"))
+        for lab in buckets:
+            lo, hi = span(lab)
+            rows = np.flatnonzero((split == "train") & (labels == lab) & (vh >= lo) & (vh <= hi))
+            for h, ident in zip(vh[rows].tolist(), table["id"].take(rows).to_pylist()):
+                yield lab, h, ident
+
+
+def repeated_keys(folder: str) -> dict[str, int]:
+    """``{id: kept copy's key}`` of the images that occur more than once, from the decided files."""
+    import numpy as np
+
+    out = {}
+    for table in _row_groups(folder, lambda st: st["copies"] is None or st["copies"][1] > 1):
+        rows = np.flatnonzero(table["copies"].to_numpy() > 1)
+        out.update(zip(table["id"].take(rows).to_pylist(), table["key"].take(rows).to_pylist()))
+    return out

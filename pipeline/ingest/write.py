@@ -1,14 +1,15 @@
-"""Ingest's last step without a shuffle of the images: each write task reads the id range it writes
-straight from the staged files and writes that range's output files.
+"""Ingest's last step without a shuffle of the images: each write task reads an id range straight
+from the staged files and writes the output files that start in it.
 
 The parse tasks stage their rows in id order, in row groups of ``STAGED_ROW_GROUP_ROWS``, so a row
-group's id statistics bound its ids. A write task takes a run of consecutive output files of one
-split (each file an id range, ``shard_bounds``), reads from every staged file only the row groups
-whose ids meet that run's range, keeps the rows of its split (the kept copy of a repeated image,
-val carved out of train by the thresholds of ``val_thresholds``), sorts them by id once and writes
-each file's slice as one row group. The decisions are the ones the Spark path applies (``copy_key``,
-``final_split``), computed here in Python on the same values; a test holds the two paths' output
-equal.
+group's id statistics bound its ids. The write's tasks own evenly spaced id ranges (ids are uniform,
+so they get about equal work). Each output file (an id range of its split, ``shard_bounds``) goes to
+the task whose range holds its first id; the task reads from every staged file only the row groups
+that meet its range (on to the end of its last file), keeps the rows of each split (the kept copy of
+a repeated image, val carved out of train by the thresholds of ``val_thresholds``), sorts them once
+and writes each file's slice as one row group. The decisions are the ones the Spark path applies
+(``copy_key``, ``final_split``), computed here in Python on the same values; a test holds the two
+paths' output equal.
 
 Before this, the images went through one Spark shuffle (a range partition on the output file, then
 a sort within it): about two thirds of ingest's time at 1M images on 2 cores (docs/benchmarks.md).
@@ -46,23 +47,21 @@ def copy_keys(split, src, idx, label):
             + (idx.astype(np.int64) << KEY_LABEL_BITS) + label.astype(np.int64))
 
 
-def plan_write_tasks(files: dict[str, int], bounds: dict[str, list[str]], counts: dict[str, int],
-                     tasks: int) -> list[dict]:
-    """Cuts each split's output files into about ``tasks`` runs of consecutive files, in proportion
-    to the rows each split's tasks read: val is carved out of train, so writing val reads the train
-    and val rows, as writing train does. A task: ``{"split", "files": [[number, first id or None,
-    end id or None]]}`` (ids in ``[first, end)``; None: unbounded)."""
-    read = {s: counts["test"] if s == "test" else counts["train"] + counts["val"] for s in files}
-    total = max(1, sum(read.values()))
-    plan = []
+def plan_write_tasks(files: dict[str, int], bounds: dict[str, list[str]], ranges: list[list]) -> list[dict]:
+    """Gives each output file to the id range (of ``ranges``, consecutive ``[first, end)``) that holds
+    its first id, so each task writes the files of every split that start in its range, reading its
+    range and on to the end of its last file. Ids are uniform, so evenly spaced ranges balance the
+    tasks, whatever the splits' sizes. A task: ``{"first", "files": {split: [[number, first id or
+    None, end id or None]]}}`` (ids in ``[first, end)``; None: unbounded)."""
+    import bisect
+
+    starts = [r[0] for r in ranges[1:]]
+    plan = [{"first": r[0], "files": {}} for r in ranges]
     for split, n in files.items():
         edges = [None, *bounds[split], None]
-        ranges = [[k, edges[k], edges[k + 1]] for k in range(n)]
-        runs = max(1, min(n, round(tasks * read[split] / total)))
-        for r in range(runs):
-            part = ranges[r * n // runs:(r + 1) * n // runs]
-            if part:
-                plan.append({"split": split, "files": part})
+        for k in range(n):
+            owner = 0 if edges[k] is None else bisect.bisect_right(starts, edges[k])
+            plan[owner]["files"].setdefault(split, []).append([k, edges[k], edges[k + 1]])
     return plan
 
 
@@ -156,46 +155,62 @@ def write_task_fn(plan: list[dict], staged: list[str], out_root: str, thresholds
 
         dups = duplicates.value if duplicates is not None else {}
         repeated = pa.array(list(dups), pa.string()) if dups else None
+
+        def kept_rows(source, files):
+            """The task's rows of ``source`` that some split keeps, from its first id to the end of its
+            last file, with their split (val carved out of train), sorted by split and id once."""
+            ends = [f[2] for fs in files.values() for f in fs]
+            table = _read_range(staged, source, task["first"], None if None in ends else max(ends))
+            if table is None or not table.num_rows:
+                return None, None
+            keep = np.ones(table.num_rows, dtype=bool)
+            if repeated is not None:  # of a repeated image, only the kept copy
+                copies = np.flatnonzero(pc.is_in(table["id"], value_set=repeated).to_numpy())
+                if copies.size:
+                    c = table.take(copies)
+                    keys = copy_keys(c["split"].to_numpy(), c["src"].to_numpy(), c["idx"].to_numpy(),
+                                     c["label"].to_numpy())
+                    keep[copies] = [dups[i] == k for i, k in zip(c["id"].to_pylist(), keys.tolist())]
+            split = np.zeros(table.num_rows, dtype=np.int8)  # 0: test or train, 1: val
+            if source == "train":
+                split[is_val(table, thresholds)] = 1
+            rows = np.flatnonzero(keep)
+            order = pc.sort_indices(pa.table({"val": split[rows], "id": table["id"].take(rows)}),
+                                    sort_keys=[("val", "ascending"), ("id", "ascending")]).to_numpy()
+            rows = rows[order]
+            return table.take(rows), split[rows]  # one copy of the images
+
         for batch in batches:
             out_split, out_file, out_rows = [], [], []
             for t in batch.column("task").to_pylist():
                 task = plan[t]
-                split = task["split"]
-                source = "test" if split == "test" else "train"
-                first, end = task["files"][0][1], task["files"][-1][2]
-                table = _read_range(staged, source, first, end)
-                if table is not None and table.num_rows:
-                    # decided once for the task's rows, then sorted once and cut at the files' bounds
-                    keep = np.ones(table.num_rows, dtype=bool)
-                    if repeated is not None:  # of a repeated image, only the kept copy
-                        copies = np.flatnonzero(pc.is_in(table["id"], value_set=repeated).to_numpy())
-                        if copies.size:
-                            c = table.take(copies)
-                            keys = copy_keys(c["split"].to_numpy(), c["src"].to_numpy(), c["idx"].to_numpy(),
-                                             c["label"].to_numpy())
-                            keep[copies] = [dups[i] == k for i, k in zip(c["id"].to_pylist(), keys.tolist())]
-                    if split != "test":
-                        val = is_val(table, thresholds)
-                        keep &= val if split == "val" else ~val
-                    rows = np.flatnonzero(keep)
-                    order = pc.sort_indices(table["id"].take(rows)).to_numpy()
-                    table = table.take(rows[order])  # kept rows in id order: one copy of the images
-                ids = table["id"].to_numpy() if table is not None else np.array([], dtype=object)
-                for number, lo, hi in task["files"]:
-                    a = 0 if lo is None else int(np.searchsorted(ids, lo, side="left"))
-                    b = len(ids) if hi is None else int(np.searchsorted(ids, hi, side="left"))
-                    if b > a:
-                        part = table.slice(a, b - a)
-                        sink = pa.BufferOutputStream()
-                        pq.write_table(pa.table({"id": part["id"], "image": part["image"],
-                                                 "label": pc.cast(part["label"], pa.int32())}),
-                                       sink, compression="snappy", use_dictionary=False,
-                                       write_statistics=["id", "label"], row_group_size=b - a)
-                        storage.write_bytes(storage.join(out_root, f"split={split}", f"part-{number:05d}.parquet"),
-                                            sink.getvalue().to_pybytes())
-                    out_split.append(split)
-                    out_file.append(number)
-                    out_rows.append(max(0, b - a))
+                for source, splits in (("train", ("train", "val")), ("test", ("test",))):
+                    files = {s: task["files"][s] for s in splits if s in task["files"]}
+                    if not files:
+                        continue
+                    table, val = kept_rows(source, files)
+                    for split, fs in files.items():
+                        a0 = b0 = 0
+                        if table is not None:  # this split's rows: one block of the table, in id order
+                            first_val = int(np.searchsorted(val, 1))
+                            a0, b0 = (first_val, len(val)) if split == "val" else (0, first_val)
+                        ids = table["id"].slice(a0, b0 - a0).to_numpy() if b0 > a0 else np.array([], object)
+                        for number, lo, hi in fs:
+                            a = 0 if lo is None else int(np.searchsorted(ids, lo, side="left"))
+                            b = len(ids) if hi is None else int(np.searchsorted(ids, hi, side="left"))
+                            if b > a:
+                                part = table.slice(a0 + a, b - a)
+                                sink = pa.BufferOutputStream()
+                                pq.write_table(pa.table({"id": part["id"], "image": part["image"],
+                                                         "label": pc.cast(part["label"], pa.int32())}),
+                                               sink, compression="snappy", use_dictionary=False,
+                                               write_statistics=["id", "label"], row_group_size=b - a)
+                                storage.write_bytes(
+                                    storage.join(out_root, f"split={split}", f"part-{number:05d}.parquet"),
+                                    sink.getvalue().to_pybytes())
+                            out_split.append(split)
+                            out_file.append(number)
+                            out_rows.append(max(0, b - a))
             yield pa.RecordBatch.from_arrays(
                 [pa.array(out_split, pa.string()), pa.array(out_file, pa.int32()), pa.array(out_rows, pa.int64())],
                 names=["split", "file", "rows"])

@@ -271,19 +271,21 @@ def plan_idx_tasks(units: list[dict], records_per_task: int | None, gzip_parts: 
 
 
 # A Spark task costs tens of milliseconds before its work starts (scheduling, the Python worker, the
-# Arrow stream); parse tasks of small files are grouped so that a Spark task has about this many
-# images, and there are at least two Spark tasks per core while there are tasks to share.
-_RECORDS_PER_SLOT = 50_000
+# Arrow stream: a wave of Python tasks that do nothing takes about 0.1 s on 2 cores), so parse tasks
+# are grouped into Spark tasks ("slots") of about this much work: ``weight`` counts one per image
+# parsed and one per image inflated, so this is about 1 s of one core.
+_WEIGHT_PER_SLOT = 200_000
 
 
 def assign_slots(tasks: list[dict], cores: int) -> dict[int, int]:
-    """Groups parse tasks into Spark tasks ("slots") of about ``_RECORDS_PER_SLOT`` images (by the tasks'
-    ``weight``), the largest first into the least loaded slot; returns ``{task number: slot}``."""
+    """Groups parse tasks into slots of about ``_WEIGHT_PER_SLOT`` (by the tasks' ``weight``), at least
+    one per core while there are tasks to share, the largest first into the least loaded slot;
+    returns ``{task number: slot}``."""
     def weight(t):
         return t.get("weight", 1)
 
     total = sum(weight(t) for t in tasks)
-    n = min(len(tasks), max(2 * max(cores, 1), -(-total // _RECORDS_PER_SLOT)))
+    n = min(len(tasks), max(max(cores, 1), -(-total // _WEIGHT_PER_SLOT)))
     load = [0] * n
     slot_of = {}
     for t in sorted(tasks, key=lambda t: (-weight(t), t["task"])):

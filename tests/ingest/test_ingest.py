@@ -310,6 +310,33 @@ def test_id_range_tasks_decide_what_spark_decides(spark):
     assert sorted(zip(*(stats[c].to_pylist() for c in stats.column_names))) == expected_stats
 
 
+def test_the_driver_reads_a_boundary_bucket_and_the_repeated_keys_from_the_decided_files(tmp_path):
+    # the decided files are read on the driver by row-group statistics; small row groups here so that
+    # most are skipped, and the answer must still be every row a full scan finds
+    import pyarrow as pa
+
+    from pipeline.ingest.decide import bucket_rows, decide_rows, repeated_keys, write_decided
+
+    rng = np.random.default_rng(5)
+    n, shift = 4000, 60  # 16 buckets of the val hash
+    ids = [format(int(v), "032x") for v in rng.integers(0, 3000, n) * (1 << 100)]
+    vh_of = {i: int(v) for i, v in zip(sorted(set(ids)), rng.integers(-(1 << 63), (1 << 63) - 1, 3000))}
+    rows = pa.table({"id": ids, "split": np.where(rng.random(n) < 0.3, "test", "train"),
+                     "src": rng.integers(0, 3, n).astype(np.int32), "idx": rng.integers(0, 1 << 20, n),
+                     "label": rng.integers(0, 10, n).astype(np.int32),
+                     "vh": np.array([vh_of[i] for i in ids], dtype=np.int64)})
+    decided, _ = decide_rows(rows, shift)
+    for k, a in enumerate(range(0, decided.num_rows, 1000)):
+        write_decided(decided.slice(a, 1000), str(tmp_path / f"part-{k:05d}.parquet"), row_group_rows=32)
+    buckets = {lab: int(rng.integers(-8, 8)) for lab in range(0, 10, 2)}
+    full = decided.to_pylist()
+    expected = sorted((r["label"], r["vh"], r["id"]) for r in full if r["split"] == "train"
+                      and buckets.get(r["label"]) == r["vh"] >> shift)
+    assert len(expected) > 20 and sorted(bucket_rows(str(tmp_path), buckets, shift)) == expected
+    repeated = {r["id"]: r["key"] for r in full if r["copies"] > 1}
+    assert len(repeated) > 100 and repeated_keys(str(tmp_path)) == repeated
+
+
 def test_id_ranges_and_gzip_parts_cover_everything_once():
     from pipeline.ingest.decide import id_ranges
     from pipeline.sources.formats import part_range
@@ -330,20 +357,25 @@ def test_id_ranges_and_gzip_parts_cover_everything_once():
                 assert max(costs) - min(costs) <= 2, costs
 
 
-def test_write_tasks_cover_every_file_once_in_consecutive_runs():
+def test_write_tasks_own_every_file_once_and_read_what_they_write():
+    from pipeline.ingest.decide import id_ranges
     from pipeline.ingest.write import plan_write_tasks
 
     files = {"train": 14, "val": 8, "test": 8}
     bounds = {s: [format(b * (1 << 128) // n, "032x") for b in range(1, n)] for s, n in files.items()}
-    counts = {"train": 54_000, "val": 6_000, "test": 10_000}
-    for tasks in (1, 4, 16, 100):
-        plan = plan_write_tasks(files, bounds, counts, tasks)
+    bounds["val"][3] = bounds["train"][6]  # a file may start exactly on a task's first id
+    for tasks in (1, 2, 4, 16, 100):
+        ranges = id_ranges(tasks)
+        plan = plan_write_tasks(files, bounds, ranges)
+        assert [t["first"] for t in plan] == [r[0] for r in ranges]
         for split, n in files.items():
-            runs = [t["files"] for t in plan if t["split"] == split]
-            numbers = [f[0] for run in runs for f in run]
-            assert numbers == list(range(n)), (tasks, split)  # each file once, in order, runs consecutive
-            ranges = [(f[1], f[2]) for run in runs for f in run]
-            assert ranges[0][0] is None and ranges[-1][1] is None
-            assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))  # the id ranges chain
-        # val is written from the train rows, so it gets as many tasks as train does (up to its files)
-        assert sum(t["split"] == "val" for t in plan) == min(8, sum(t["split"] == "train" for t in plan))
+            owned = sorted(f[0] for t in plan for f in t["files"].get(split, []))
+            assert owned == list(range(n)), (tasks, split)  # each file once
+        for t, (first, end) in zip(plan, ranges):
+            for fs in t["files"].values():
+                for _, lo, _ in fs:  # a task owns the files that start in its range
+                    assert (lo is None and first is None) or (lo is not None and (first is None or lo >= first)
+                                                              and (end is None or lo < end))
+    # with one task per core on 2 cores, both tasks get files of every split
+    plan = plan_write_tasks(files, bounds, id_ranges(2))
+    assert all(set(t["files"]) == {"train", "val", "test"} for t in plan)
