@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -440,6 +441,21 @@ def _parse_idx_fn(staged_dir: str | None, rows_parsed, seed: int = 0):
     return run
 
 
+_GONE = "listed when the run started but not read: removed since, or no longer readable"
+
+
+def check_all_read(units: list[dict], meta) -> None:
+    """Every planned file was read: each has a ``file`` row (or its unit an ``error`` row) in ``meta``.
+
+    Raises:
+        InputError: names each file that was not.
+    """
+    seen = {m.source for m in meta}
+    gone = sorted(u["path"] for u in units if u["path"] not in seen)
+    if gone:
+        raise InputError("invalid input, nothing written:\n  " + "\n  ".join(f"{display_path(p)}: {_GONE}" for p in gone))
+
+
 def check_readable_by_tasks(units: list[dict]) -> None:
     """IDX parse tasks read through the storage layer; refuse a file system it cannot open, on the driver.
 
@@ -494,5 +510,14 @@ def parse_inputs(spark: SparkSession, fmt: str, units: list[dict], csv_header: s
     paths = sorted({u["path"] for u in units})
     number = {p: i for i, p in enumerate(paths)}
     files = {u["path"]: (number[u["path"]], u["split"], u["role"]) for u in units}
-    raw = spark.read.format("binaryFile").load(paths).select("path", "content")
+    # a file removed after planning is skipped by the read rather than failing its task; the caller
+    # finds it missing from the file rows (``check_all_read``) and names it
+    try:
+        raw = spark.read.format("binaryFile").option("ignoreMissingFiles", "true").load(paths)
+    except AnalysisException as exc:  # removed before the read was planned
+        gone = [p for p in paths if not HadoopFS(spark).exists(p)]
+        if not gone:
+            raise
+        raise InputError("\n  ".join(f"{display_path(p)}: {_GONE}" for p in gone)) from exc
+    raw = raw.select("path", "content")
     return raw.mapInArrow(_parse_text_fn(fmt, csv_header, files, staged_dir, rows_parsed, seed), PARSED_SCHEMA)

@@ -295,3 +295,42 @@ def test_more_image_files_than_the_copy_key_holds_is_refused_up_front(spark, sma
     with pytest.raises(InputError, match=r"ingest.train and ingest.test match 2 image files; one ingest takes at most 1"):
         ingest(spark, cfg)
     assert tree_snapshot(previous_dataset) == before
+
+
+@pytest.mark.parametrize("fmt", ["libsvm", "csv"])
+@pytest.mark.parametrize("when", ["before the read is planned", "while the job runs"])
+def test_a_text_input_removed_after_planning_is_reported_by_name(fmt, when, spark, small_arrays, previous_dataset,
+                                                                tmp_path, monkeypatch):
+    # Text files are listed on the driver and read by Spark's binaryFile source: one that disappears in
+    # between is an input error naming it (not a failed Spark task), and nothing is written.
+    import pipeline.ingest.build as build
+
+    x, y = small_arrays["train"]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make = libsvm_text if fmt == "libsvm" else csv_text
+    for name, rows in (("train-a.txt", slice(0, 120)), ("train-b.txt", slice(120, 240))):
+        (folder / name).write_text(make(x[rows], y[rows]))
+    (folder / "test.txt").write_text(make(*small_arrays["test"]))
+    victim = folder / "train-b.txt"
+    real_plan, real_parse = build.plan_units, build.parse_inputs
+
+    def plan_then_remove(*args, **kwargs):
+        units = real_plan(*args, **kwargs)
+        if when == "before the read is planned" and victim.exists():
+            victim.unlink()
+        return units
+
+    def parse_then_remove(*args, **kwargs):
+        frame = real_parse(*args, **kwargs)  # lazy: the files are read when ingest collects it
+        if victim.exists():
+            victim.unlink()
+        return frame
+
+    monkeypatch.setattr(build, "plan_units", plan_then_remove)
+    monkeypatch.setattr(build, "parse_inputs", parse_then_remove)
+    before = tree_snapshot(previous_dataset)
+    cfg = make_config(previous_dataset, str(folder / "train-*.txt"), str(folder / "test.txt"), fmt=fmt)
+    with pytest.raises(InputError, match=r"train-b\.txt: listed when the run started but not read"):
+        ingest(spark, cfg)
+    assert tree_snapshot(previous_dataset) == before
