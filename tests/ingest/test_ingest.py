@@ -44,7 +44,9 @@ def test_an_image_matches_the_source_byte_for_byte(sample_dataset, sample_arrays
 
 
 def test_manifest_records_inputs_with_checksums(sample_dataset):
-    _, manifest = sample_dataset
+    root, manifest = sample_dataset
+    # the dataset is the three splits and the manifest: no scratch folder of the run is left in it
+    assert sorted(p.name for p in root.iterdir()) == ["manifest.json", "test", "train", "val"]
     published = dict(line.split()[::-1] for line in (SAMPLE_DIR / "SHA256SUMS").read_text().splitlines())
     recorded = {p["path"].rsplit("/", 1)[-1]: p["sha256"] for p in manifest["inputs"]}
     assert recorded == published
