@@ -94,11 +94,7 @@ def main() -> None:
     if args.synthetic:
         import synth
 
-        x, y = formats.parse_idx_pair((SAMPLE / "train-images-idx3-ubyte.gz").read_bytes(), "train",
-                                      (SAMPLE / "train-labels-idx1-ubyte.gz").read_bytes(), "train")
-        args.input = work / "input"
-        synth.generate(x, y, args.synthetic, args.input, prefix="train", seed=1)
-        synth.generate(x, y, 10_000, args.input, prefix="t10k", seed=2)
+        args.input = synth.synthetic_input(args.synthetic, work / "input")
     else:
         require_idx_input(args.input)
     cfg = PipelineConfig()

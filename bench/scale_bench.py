@@ -29,8 +29,6 @@ import psutil  # noqa: E402
 
 from pipeline.config import PipelineConfig  # noqa: E402
 
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "mnist-sample"
-
 
 class PeakRss:
     """Samples this (driver) process's resident memory in a thread; ``peak`` in MiB."""
@@ -70,13 +68,10 @@ def main() -> None:
     from pipeline.infer.batch import batch_infer
     from pipeline.ingest.build import ingest
     from pipeline.io.spark import get_spark
-    from pipeline.sources import formats
     from pipeline.train.driver import train
 
     setup_logging()
     work = args.work or Path(tempfile.mkdtemp(prefix="scale-bench-"))
-    x, y = formats.parse_idx_pair((SAMPLE / "train-images-idx3-ubyte.gz").read_bytes(), "train",
-                                  (SAMPLE / "train-labels-idx1-ubyte.gz").read_bytes(), "train")
     cfg = PipelineConfig()
     cfg.spark.master = "local[2]"
     cfg.spark.progress_interval_s = 30
@@ -90,8 +85,7 @@ def main() -> None:
         for n in args.sizes:
             raw = work / f"raw-{n}"
             start = time.perf_counter()
-            synth.generate(x, y, n, raw, prefix="train", seed=n)
-            synth.generate(x, y, 2_000, raw, prefix="t10k", seed=n + 1)
+            synth.synthetic_input(n, raw, test=2_000, seed=n)
             gen_s = time.perf_counter() - start
             cfg.ingest.train, cfg.ingest.test = str(raw / "train-*"), str(raw / "t10k-*")
             cfg.data.root = str(work / f"dataset-{n}")

@@ -64,3 +64,23 @@ def generate(source_images: np.ndarray, source_labels: np.ndarray, n: int, folde
             part += 1
             log.info("generated %s of %s images (%.0f/s)", f"{made:,}", f"{n:,}", made / (time.monotonic() - start))
     return made
+
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "mnist-sample"
+
+
+def sample_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The embedded sample's train digits, ``(n, 784)`` uint8 images and their labels: the sources."""
+    from pipeline.sources import formats
+
+    return formats.parse_idx_pair((SAMPLE / "train-images-idx3-ubyte.gz").read_bytes(), "train",
+                                  (SAMPLE / "train-labels-idx1-ubyte.gz").read_bytes(), "train")
+
+
+def synthetic_input(n: int, folder: Path, test: int = 10_000, seed: int = 1) -> Path:
+    """``n`` train and ``test`` test images made from the sample as gzipped IDX files under ``folder``
+    (``train-*`` and ``t10k-*``, 10,000 images a file), the input of a benchmark at any size."""
+    x, y = sample_digits()
+    generate(x, y, n, folder, prefix="train", seed=seed)
+    generate(x, y, test, folder, prefix="t10k", seed=seed + 1)
+    return folder

@@ -25,3 +25,12 @@ def test_generated_copies_are_new_images_with_their_source_labels(sample_arrays,
     assert len({row.tobytes() for row in gx}) > 2_450  # and hardly ever the same twice
     # ink is roughly preserved by a small rotation and shift
     assert abs(gx.mean() - x.mean()) < 0.15 * x.mean()
+
+
+def test_a_synthetic_input_is_train_and_test_files_ingest_can_pair(tmp_path):
+    folder = synth.synthetic_input(1_200, tmp_path / "in", test=300)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["t10k-00000-images-idx3-ubyte.gz", "t10k-00000-labels-idx1-ubyte.gz",
+                     "train-00000-images-idx3-ubyte.gz", "train-00000-labels-idx1-ubyte.gz"]
+    x, _ = formats.parse_idx_pair(*(p for n in names[2:] for p in ((folder / n).read_bytes(), n)))
+    assert len(x) == 1_200
