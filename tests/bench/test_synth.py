@@ -30,7 +30,7 @@ def test_generated_copies_are_new_images_with_their_source_labels(sample_arrays,
 def test_a_synthetic_input_is_train_and_test_files_ingest_can_pair(tmp_path):
     folder = synth.synthetic_input(1_200, tmp_path / "in", test=300)
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["t10k-00000-images-idx3-ubyte.gz", "t10k-00000-labels-idx1-ubyte.gz",
-                     "train-00000-images-idx3-ubyte.gz", "train-00000-labels-idx1-ubyte.gz"]
+    assert names == ["t10k-0000-00000-images-idx3-ubyte.gz", "t10k-0000-00000-labels-idx1-ubyte.gz",
+                     "train-0000-00000-images-idx3-ubyte.gz", "train-0000-00000-labels-idx1-ubyte.gz"]
     x, _ = formats.parse_idx_pair(*(p for n in names[2:] for p in ((folder / n).read_bytes(), n)))
     assert len(x) == 1_200
