@@ -2,8 +2,9 @@
 
 Shared by ingest (where a bad file stops the run) and batch inference (where it becomes a reject).
 ``plan_units`` resolves a path pattern on the driver; ``parse_inputs`` parses on the executors: IDX
-pairs read through the storage layer (a big uncompressed pair split into record ranges, one task
-each), text files through Spark's binaryFile source, one task per file.
+pairs read through the storage layer (a big uncompressed pair split into record ranges, a big gzip
+pair into parts of its records, one task each), text files through Spark's binaryFile source, one
+task per file.
 """
 
 from __future__ import annotations
@@ -441,11 +442,14 @@ def _parse_idx_fn(staged_dir: str | None, rows_parsed, seed: int = 0):
     return run
 
 
-_GONE = "listed when the run started but not read: removed since, or no longer readable"
+def _not_read(paths: list[str]) -> InputError:
+    return InputError("invalid input, nothing written:\n  " + "\n  ".join(
+        f"{display_path(p)}: listed when the run started but not read: removed since, or no longer readable"
+        for p in paths))
 
 
 def check_all_read(units: list[dict], meta) -> None:
-    """Every planned file was read: each has a ``file`` row (or its unit an ``error`` row) in ``meta``.
+    """Every planned file was read: each has a row (``file`` or ``error``) of its own in ``meta``.
 
     Raises:
         InputError: names each file that was not.
@@ -453,7 +457,7 @@ def check_all_read(units: list[dict], meta) -> None:
     seen = {m.source for m in meta}
     gone = sorted(u["path"] for u in units if u["path"] not in seen)
     if gone:
-        raise InputError("invalid input, nothing written:\n  " + "\n  ".join(f"{display_path(p)}: {_GONE}" for p in gone))
+        raise _not_read(gone)
 
 
 def check_readable_by_tasks(units: list[dict]) -> None:
@@ -518,6 +522,6 @@ def parse_inputs(spark: SparkSession, fmt: str, units: list[dict], csv_header: s
         gone = [p for p in paths if not HadoopFS(spark).exists(p)]
         if not gone:
             raise
-        raise InputError("\n  ".join(f"{display_path(p)}: {_GONE}" for p in gone)) from exc
+        raise _not_read(gone) from exc
     raw = raw.select("path", "content")
     return raw.mapInArrow(_parse_text_fn(fmt, csv_header, files, staged_dir, rows_parsed, seed), PARSED_SCHEMA)
