@@ -8,8 +8,10 @@ only the row groups of its range, and only the narrow columns (no image bytes). 
 - finds its range's distinct ids and, per id, what ``build.keep_one_per_image`` finds in Spark: the
   kept copy's key (``write.copy_keys``), split and label, the number of copies, whether their labels
   disagree, and the val hash ``vh``;
-- writes those rows, in id order, to ``decided/part-<task>.parquet`` under the staging folder (read
-  back by Spark for the val thresholds and small splits' ranks, and by the write for the kept copies);
+- writes those rows to ``decided/part-<task>.parquet`` under the staging folder, in order of split,
+  class and val hash (``write_decided``), so the driver can read one val-hash bucket of a class by
+  row-group statistics (``bucket_rows``, for the val thresholds) and the repeated images' kept keys
+  (``repeated_keys``, for the write); Spark reads them to rank small splits exactly;
 - returns its counts per ``(split, label, val bucket)``, summed across tasks by Spark.
 
 Ids are the leading 128 bits of SHA-256 hex digests, so evenly spaced id values cut the rows into
@@ -19,7 +21,7 @@ of a 2.3 s ingest of 70,000 images on 2 cores, mostly fixed costs (docs/benchmar
 
 from __future__ import annotations
 
-from pipeline.ingest.write import KEY_IDX_BITS, KEY_LABEL_BITS, KEY_SRC_BITS, _read_range, copy_keys
+from pipeline.ingest.write import KEY_IDX_BITS, KEY_LABEL_BITS, KEY_SRC_BITS, copy_keys, read_range
 
 # What ``keep_one_per_image`` returns, one row per distinct image
 DECIDED_SCHEMA = "id string, split string, label int, key long, copies long, conflict boolean, vh long"
@@ -109,7 +111,7 @@ def decide_task_fn(ranges: list[list], staged: list[str], out_dir: str, bucket_s
         for batch in batches:
             for t in batch.column("task").to_pylist():
                 first, end = ranges[t]
-                table = _read_range(staged, None, first, end, columns=_NARROW)
+                table = read_range(staged, None, first, end, columns=_NARROW)
                 if table is None or table.num_rows == 0:
                     continue
                 decided, stats = decide_rows(table, bucket_shift)

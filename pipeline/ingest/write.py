@@ -80,7 +80,7 @@ def _in_range(ids, first, end):
 _ALL_COLUMNS = ("id", "split", "src", "idx", "label", "vh", "image")
 
 
-def _read_range(staged: list[str], source_split: str | None, first, end, columns=_ALL_COLUMNS):
+def read_range(staged: list[str], source_split: str | None, first, end, columns=_ALL_COLUMNS):
     """The staged rows of ``source_split`` (None: of every split) with ids in ``[first, end)``, from
     the row groups whose id statistics meet that range."""
     import pyarrow as pa
@@ -160,7 +160,7 @@ def write_task_fn(plan: list[dict], staged: list[str], out_root: str, thresholds
             """The task's rows of ``source`` that some split keeps, from its first id to the end of its
             last file, with their split (val carved out of train), sorted by split and id once."""
             ends = [f[2] for fs in files.values() for f in fs]
-            table = _read_range(staged, source, task["first"], None if None in ends else max(ends))
+            table = read_range(staged, source, task["first"], None if None in ends else max(ends))
             if table is None or not table.num_rows:
                 return None, None
             keep = np.ones(table.num_rows, dtype=bool)

@@ -240,8 +240,8 @@ def plan_idx_tasks(units: list[dict], records_per_task: int | None, gzip_parts: 
     or more, guessed from its size) is cut into up to ``gzip_parts`` parts of its records (the count is
     in the header, so each task finds its own part): a task inflates the stream only up to its part's
     last record, and the last part, which inflates it all anyway, checks and checksums the whole pair.
-    Against a second stage fed by one inflating task, this inflates some bytes twice but writes and
-    reads nothing more, and needs no second job.
+    Against a second stage fed by one inflating task, this inflates some bytes twice and reads the
+    compressed file once per part, but writes no inflated bytes to be read back, and needs no second job.
     """
     pairs: dict[str, dict] = {}
     for u in units:
