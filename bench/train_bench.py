@@ -2,15 +2,18 @@
 Keras on the same data held in memory, same model, batch size and thread budget, in one run.
 The N=2 run is also the whole pipeline (ingest, train, evaluate, register) over the full data set.
 
-    .venv/bin/python bench/train_bench.py [--input /usr/share/datasets/fashion-mnist] [--epochs 3] [--repeats 3] [--streaming]
+    .venv/bin/python bench/train_bench.py [--input /usr/share/datasets/fashion-mnist] [--epochs 3] [--repeats 3]
+                                          [--streaming] [--unbound]
 
 The pipeline runs with its defaults, so on this data each rank holds its shards in memory
-(``train.cache_in_memory: auto``); ``--streaming`` adds N=1 and N=2 with the shards read through
-Petastorm every epoch (``never``), in the same interleaved run.
+(``train.cache_in_memory: auto``) and two ranks on two cores are bound to one core each
+(``train.bind_cores: auto``). ``--streaming`` adds N=1 and N=2 with the shards read through
+Petastorm every epoch (``never``), ``--unbound`` N=2 with the ranks left to the OS
+(``train.bind_cores: never``), in the same interleaved run.
 
 The ceiling for N=2 is two plain Keras processes running at once, each on half the data with half
-the threads, not talking to each other: what two ranks could reach on this machine if the allreduce,
-the reader and the launch were free.
+the threads, bound to cores as the ranks are, not talking to each other: what two ranks could reach
+on this machine if the allreduce, the reader and the launch were free.
 
 Each path runs --repeats times, interleaved; the medians give the ratios, min-max the spread, and the
 figures go to bench/results/train.json.
@@ -46,6 +49,9 @@ from pipeline.config import PipelineConfig  # noqa: E402
 
 
 def keras_in_memory(cfg: PipelineConfig, root: Path, epochs: int, threads: int, shard: int = 0, shards: int = 1) -> dict:
+    from pipeline.train.devices import bind_to_cores
+
+    bind_to_cores(shard, shards, threads, cfg.train.bind_cores)  # placed as rank ``shard`` of ``shards`` would be
     import tensorflow as tf
     import tf_keras as keras
 
@@ -104,6 +110,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every path; medians are reported")
     parser.add_argument("--streaming", action="store_true",
                         help="also run N=1 and N=2 streaming their shards (train.cache_in_memory=never)")
+    parser.add_argument("--unbound", action="store_true",
+                        help="also run N=2 with the ranks not bound to cores (train.bind_cores=never)")
     parser.add_argument("--keras-shard", help=argparse.SUPPRESS)  # i/n: one of keras_processes' children
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -139,22 +147,27 @@ def main() -> None:
         ingest_s = time.perf_counter() - start
         # Interleaved repeats (Keras, N=1, N=2, Keras, ...): a slow spell of the machine hits every path,
         # and the median of each path's repeats is what the ratios use.
-        paths = [(1, "auto"), (2, "auto")] + ([(1, "never"), (2, "never")] if args.streaming else [])
+        paths = [(1, "auto", "auto"), (2, "auto", "auto")] + \
+            ([(1, "never", "auto"), (2, "never", "auto")] if args.streaming else []) + \
+            ([(2, "auto", "never")] if args.unbound else [])
         bases, ceilings, runs = [], [], {path: [] for path in paths}
         for _ in range(args.repeats):
             bases.append(keras_in_memory(cfg, work / "dataset", args.epochs, threads=cores))
             ceilings.append(keras_processes(cfg, work / "dataset", args.epochs, 2, max(1, cores // 2)))
-            for n, cache in paths:
+            for n, cache, bind in paths:
                 cfg.train.num_proc = n
                 cfg.train.cache_in_memory = cache
+                cfg.train.bind_cores = bind
                 cfg.train.threads_per_rank = max(1, cores // n)
                 start = time.perf_counter()
                 result = train(spark, cfg)
                 wall = time.perf_counter() - start
                 steady = result.epochs[1:] or result.epochs
-                runs[(n, cache)].append({"images_per_sec": float(np.mean([e["images_per_sec"] for e in steady])),
-                                         "wall": wall, "accuracy": result.test_accuracy,
-                                         "epoch_seconds": [round(e["epoch_seconds"], 1) for e in result.epochs]})
+                runs[(n, cache, bind)].append({"images_per_sec": float(np.mean([e["images_per_sec"] for e in steady])),
+                                               "wall": wall, "accuracy": result.test_accuracy,
+                                               "rank_cores": result.rank_cores,
+                                               "epoch_seconds": [round(e["epoch_seconds"], 1) for e in result.epochs]})
+            cfg.train.bind_cores = "auto"
         base_rates = [b["images_per_sec"] for b in bases]
         base_median = float(np.median(base_rates))
         print(f"\nmachine: {platform.machine()}, {cores} cores, Python {platform.python_version()}, Spark {spark.version}")
@@ -170,24 +183,29 @@ def main() -> None:
                    "baseline": {"path": "plain Keras in memory", "images_per_sec": base_rates,
                                 "median": base_median}, "pipeline": {}}
         medians = {}
-        for (n, cache), rows in runs.items():
+        for (n, cache, bind), rows in runs.items():
             rates = [r["images_per_sec"] for r in rows]
-            label = f"N={n}" + (" streamed" if cache == "never" else "")
+            label = f"N={n}" + (" streamed" if cache == "never" else "") + (" unbound" if bind == "never" else "")
             medians[label] = float(np.median(rates))
             how = "shards in memory" if cache == "auto" else "Petastorm every epoch"
             print(f"{f'pipeline {label} ({how}, {max(1, cores // n)} thr/rank)':44} "
                   f"{medians[label]:9,.0f} {medians[label] / base_median:6.2f}  [{min(rates):,.0f}-{max(rates):,.0f}]")
             figures["pipeline"][label] = {"images_per_sec": rates, "median": medians[label],
-                                          "cache_in_memory": cache,
+                                          "cache_in_memory": cache, "bind_cores": bind,
+                                          "rank_cores": [{str(k): v for k, v in (r["rank_cores"] or {}).items()}
+                                                         for r in rows],
                                           "ratio_vs_keras": medians[label] / base_median,
                                           "test_accuracy": [r["accuracy"] for r in rows],
                                           "wall_seconds": [round(r["wall"], 1) for r in rows]}
         figures["scaling_efficiency_N2_vs_N1"] = medians["N=2"] / medians["N=1"]
         if args.streaming:
             figures["scaling_efficiency_N2_vs_N1_streamed"] = medians["N=2 streamed"] / medians["N=1 streamed"]
+        if args.unbound:
+            figures["scaling_efficiency_N2_vs_N1_unbound"] = medians["N=2 unbound"] / medians["N=1"]
         ceiling_rates = [c["images_per_sec"] for c in ceilings]
         ceiling = float(np.median(ceiling_rates))
-        figures["ceiling_N2"] = {"path": "2 plain Keras processes at once, half the data and threads each, no allreduce",
+        figures["ceiling_N2"] = {"path": "2 plain Keras processes at once, half the data and threads each, bound to "
+                                         "cores as the ranks are (train.bind_cores), no allreduce",
                                  "images_per_sec": ceiling_rates, "median": ceiling,
                                  "ratio_vs_keras": ceiling / base_median,
                                  "pipeline_N2_vs_ceiling": medians["N=2"] / ceiling}
@@ -197,8 +215,11 @@ def main() -> None:
               f"N=2 vs its ceiling: {medians['N=2'] / ceiling:.2f}")
         if args.streaming:
             print(f"scaling efficiency streamed: {medians['N=2 streamed'] / medians['N=1 streamed']:.2f}")
-        for (n, cache), rows in runs.items():
-            print(f"pipeline N={n} {cache}: test accuracy {[round(r['accuracy'], 4) for r in rows]}, "
+        if args.unbound:
+            print(f"scaling efficiency, N=2 unbound vs N=1: {medians['N=2 unbound'] / medians['N=1']:.2f}")
+        for (n, cache, bind), rows in runs.items():
+            print(f"pipeline N={n} {cache} bind={bind}: cores {rows[-1]['rank_cores']}, "
+                  f"test accuracy {[round(r['accuracy'], 4) for r in rows]}, "
                   f"train+evaluate+register wall {[round(r['wall'], 1) for r in rows]} s")
         print(f"results: {write_results('train', figures)}")
     finally:

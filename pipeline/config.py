@@ -45,6 +45,7 @@ TUNE_PRUNERS = ("median", "threshold", "none")
 TUNE_DISTRIBUTIONS = ("float", "int", "categorical")
 LR_FIND_SUGGESTIONS = ("steepest", "min_div_10")
 TRAIN_CACHE_MODES = ("auto", "always", "never")
+BIND_CORES_MODES = ("auto", "always", "never")
 
 
 @dataclass
@@ -142,6 +143,9 @@ class TrainConfig:
     threads_per_rank: int | None = None  # None: the driver's cores divided by the ranks, at least 1
     fp16_allreduce: bool = False  # Horovod: send gradients as float16 (half the bytes per allreduce)
     backward_passes_per_step: int = 1  # Horovod: accumulate this many batches' gradients per allreduce
+    # Each rank on a host is bound to its own block of threads_per_rank cores (auto: when the host's ranks
+    # take all the cores this process may use; always: whenever the blocks fit; never: the OS places them).
+    bind_cores: str = "auto"
     nics: list[str] = field(default_factory=lambda: ["lo"])  # Horovod/Gloo interfaces; [] lets Horovod pick
     start_timeout_s: int = 120
     dead_unit_batch: int = 256  # validation images used to count dead ReLU units each epoch
@@ -349,6 +353,7 @@ def _validate_core(cfg: PipelineConfig) -> None:
         if value < 1:
             raise ConfigError(f"{key} is {value}; expected at least 1")
     _one_of("train.cache_in_memory", cfg.train.cache_in_memory, TRAIN_CACHE_MODES)
+    _one_of("train.bind_cores", cfg.train.bind_cores, BIND_CORES_MODES)
     if cfg.train.cache_max_mb < 0:
         raise ConfigError(f"train.cache_max_mb is {cfg.train.cache_max_mb}; expected at least 0")
     if cfg.train.num_proc is not None and cfg.train.num_proc < 1:

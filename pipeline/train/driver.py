@@ -76,6 +76,7 @@ class TrainResult:
     experiment_id: str | None = None
     fit: str | None = None  # over/under-fitting diagnosis of the epoch records
     stopped_after_epoch: int | None = None  # the caller's on_epoch stopped the ranks after this epoch
+    rank_cores: dict[int, list[int] | None] | None = None  # the cores each rank was bound to (None: not bound)
 
 
 def _run_identity(cfg: PipelineConfig, num_proc: int, manifest: dict) -> dict:
@@ -177,6 +178,9 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
 
             results, epochs, wall, stopped_after = _run_ranks(cfg, job, client, run_id, state, on_record)
             log.info("ranks finished: %.1f s of training, %d epoch records", wall, len(epochs))
+            rank_cores = {r["rank"]: r.get("cores") for r in results if r}
+            log.info("ranks' cores (train.bind_cores=%s): %s", cfg.train.bind_cores, describe_rank_cores(rank_cores))
+            mlflow.set_tag("horovod.rank_cores", describe_rank_cores(rank_cores))
             rank0 = next(r for r in results if r and r["rank"] == 0)
             weights = rank0["weights"]
             if register and stopped_after is None:
@@ -199,6 +203,8 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
         result.experiment_id = experiment_id
         if cfg.train.report_shards:
             result.shard_ids = {r["rank"]: r["shard_ids"] for r in results}
+        if not trained_already:
+            result.rank_cores = rank_cores
         mlflow.end_run("KILLED" if stopped_after is not None else "FINISHED")
     except BaseException as exc:
         try:
@@ -210,6 +216,14 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
         raise _tracking_outage(exc, cfg, run_dir) from exc
     storage.delete(run_dir)  # the model is registered (or the run was stopped); a later identical run starts afresh
     return result
+
+
+def describe_rank_cores(rank_cores: dict[int, list[int] | None]) -> str:
+    """The run's ``horovod.rank_cores`` tag: ``rank 0: 0; rank 1: 1``, or ``not bound``."""
+    if all(cores is None for cores in rank_cores.values()):
+        return "not bound"
+    return "; ".join(f"rank {r}: {','.join(map(str, cores)) if cores else 'not bound'}"
+                     for r, cores in sorted(rank_cores.items()))
 
 
 def _unregistered_result(cfg: PipelineConfig, run_id: str, epochs: list[dict], stopped_after: int | None):

@@ -3,8 +3,8 @@
 ``train_on_rank`` is sent to Spark tasks by ``horovod.spark.run``; it imports everything inside so it
 pickles small. Its ``RankJob`` holds only what a rank needs (model, optimizer and training settings,
 and paths): no tracking URI, no credentials, since ranks never talk to MLflow. Rank 0 returns the
-final weights; the others return their rank. Lines that exist only because training is distributed
-carry a ``# Horovod:`` comment.
+final weights; the others return their rank; each also returns the cores it was bound to. Lines that
+exist only because training is distributed carry a ``# Horovod:`` comment.
 """
 
 from __future__ import annotations
@@ -83,8 +83,9 @@ def _rank_or_none() -> int | None:
         return int(os.environ["HOROVOD_RANK"]) if "HOROVOD_RANK" in os.environ else None
 
 
-def _start_rank(run_dir: str, threads: int, seed: int):
-    """Horovod and TensorFlow set-up every rank does first; returns ``horovod.tensorflow.keras``."""
+def _start_rank(run_dir: str, threads: int, seed: int, bind_cores: str):
+    """Horovod and TensorFlow set-up every rank does first; returns ``horovod.tensorflow.keras`` and the
+    cores the rank is bound to (None: not bound)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from pipeline.train.keras_compat import horovod_keras
 
@@ -93,23 +94,26 @@ def _start_rank(run_dir: str, threads: int, seed: int):
     import tf_keras as keras
 
     from pipeline.io import storage
-    from pipeline.train.devices import pin_gpu
+    from pipeline.train.devices import bind_to_cores, pin_gpu
 
     # Horovod: start the collective runtime (Gloo) for this process.
     hvd.init()
     # Horovod: one GPU per rank, by local rank, when the node has GPUs (CPU-only nodes: nothing to do).
     pin_gpu(tf, hvd.local_rank())
+    # Horovod: when the host's ranks fill its cores, each takes its own block of them, threads and all
+    # (Horovod's and Gloo's included, so its communication takes time from its own training only).
+    cores = bind_to_cores(hvd.local_rank(), hvd.local_size(), threads, bind_cores)
     # Which process is which rank, for operators (and fault drills): <run_dir>/rank-<r>.pid
     storage.write_text(storage.join(run_dir, f"rank-{hvd.rank()}.pid"), f"{os.getpid()} {socket.gethostname()}\n")
     # Horovod: N ranks share the machine's cores; give each its part so they do not oversubscribe.
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     keras.utils.set_random_seed(seed)
-    return hvd
+    return hvd, cores
 
 
 def _lr_find(job: LrFindJob):
-    hvd = _start_rank(job.run_dir, job.threads_per_rank, job.train.seed)
+    hvd, _ = _start_rank(job.run_dir, job.threads_per_rank, job.train.seed, job.train.bind_cores)
     from pipeline.io.reader import open_split
     from pipeline.train import callbacks as cb
     from pipeline.train.model import build_model, make_loss
@@ -135,7 +139,7 @@ def _lr_find(job: LrFindJob):
 
 def _train(job: RankJob):
     tcfg = job.train
-    hvd = _start_rank(job.run_dir, job.threads_per_rank, tcfg.seed)
+    hvd, cores = _start_rank(job.run_dir, job.threads_per_rank, tcfg.seed, tcfg.bind_cores)
     import numpy as np
     import tensorflow as tf
     import tf_keras as keras
@@ -208,10 +212,11 @@ def _train(job: RankJob):
 
     # Horovod: the driver needs one copy of the results; rank 0 sends it.
     if rank != 0:
-        return {"rank": rank, "shard_ids": shard_ids}
+        return {"rank": rank, "shard_ids": shard_ids, "cores": cores}
     return {
         "rank": rank,
         "shard_ids": shard_ids,
+        "cores": cores,
         "weights": [np.asarray(w) for w in model.get_weights()],
         "start_epoch": job.start_epoch,
         "start_weights_digest": start_digest,

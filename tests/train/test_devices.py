@@ -1,6 +1,12 @@
-"""Which GPU a rank uses. GPUs cannot exist on this machine: the CPU path runs for real, the pinning
-logic runs against a stand-in for TensorFlow's device API."""
+"""Which GPU and which cores a rank uses. GPUs cannot exist on this machine: the CPU path runs for
+real, the GPU pinning logic runs against a stand-in for TensorFlow's device API. Core binding runs for
+real, in a child process."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -36,3 +42,63 @@ def test_pinning_turns_on_memory_growth_and_shows_only_the_ranks_gpu():
 
 def test_spark_tasks_without_gpu_resources_get_none(spark):
     assert spark.sparkContext.parallelize([0], 1).map(lambda _: task_gpu_addresses()).first() == []
+
+
+@pytest.mark.parametrize("available, local_size, threads, mode, blocks", [
+    ([0, 1], 2, 1, "auto", [[0], [1]]),  # two ranks fill two cores: each gets one
+    ([0, 1, 2, 3], 2, 2, "auto", [[0, 1], [2, 3]]),
+    ([4, 5, 6, 7], 2, 2, "auto", [[4, 5], [6, 7]]),  # a container's cpuset: its own core numbers
+    ([0, 1, 2, 3], 2, 1, "auto", [None, None]),  # cores left over for other work: the OS places the ranks
+    ([0, 1], 1, 2, "auto", [None]),  # one rank: nothing to separate
+    ([0, 1, 2], 2, 2, "auto", [None, None]),  # oversubscribed: binding would not help
+    ([0, 1, 2, 3], 2, 1, "always", [[0], [1]]),
+    ([0, 1, 2, 3], 1, 2, "always", [[0, 1]]),
+    ([0, 1], 2, 1, "never", [None, None]),
+])
+def test_ranks_on_a_host_take_consecutive_blocks_of_its_cores(available, local_size, threads, mode, blocks):
+    from pipeline.train.devices import core_block
+
+    assert [core_block(available, r, local_size, threads, mode) for r in range(local_size)] == blocks
+
+
+def test_always_with_too_few_cores_names_the_keys_to_change():
+    from pipeline.train.devices import core_block
+
+    with pytest.raises(ValueError, match=r"2 ranks on this host x 2 threads .* need 4 cores; this process may use 3 "
+                                         r"\(0-2\).*train.threads_per_rank"):
+        core_block([0, 1, 2], 0, 2, 2, "always")
+
+
+BIND_CHILD = """
+import json, os, threading
+from pipeline.train.devices import bind_to_cores
+started, release = threading.Event(), threading.Event()
+def wait():
+    started.set()
+    release.wait()
+before = threading.Thread(target=wait)
+before.start()
+started.wait()
+bound = bind_to_cores(1, 2, 1, "always")
+after = {}
+later = threading.Thread(target=lambda: after.update(cores=sorted(os.sched_getaffinity(0))))
+later.start()
+later.join()
+threads = {int(t): sorted(os.sched_getaffinity(int(t))) for t in os.listdir("/proc/self/task")}
+release.set()
+before.join()
+print(json.dumps({"bound": bound, "threads": list(threads.values()), "later": after["cores"]}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="binding two ranks needs Linux and at least 2 cores")
+def test_binding_moves_every_thread_of_the_process_and_the_threads_it_starts_later():
+    available = sorted(os.sched_getaffinity(0))
+    out = subprocess.run([sys.executable, "-c", BIND_CHILD], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["bound"] == [available[1]]  # local rank 1 of 2, one thread each
+    assert len(result["threads"]) >= 2 and all(cores == [available[1]] for cores in result["threads"])
+    assert result["later"] == [available[1]]
+    assert sorted(os.sched_getaffinity(0)) == available  # the test process itself is untouched

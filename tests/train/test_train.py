@@ -1,6 +1,7 @@
 """Distributed training end to end: 2 Horovod ranks over Gloo on Spark local[2], fed by Petastorm,
 tracked in MLflow (a real tracking server process, and the embedded SQLite store)."""
 
+import os
 
 import mlflow
 import numpy as np
@@ -10,7 +11,8 @@ from mlflow import MlflowClient
 from pipeline.errors import PreflightError, TrainingError
 from pipeline.ingest.build import ingest
 from pipeline.train.callbacks import FAIL_AFTER_EPOCH_ENV
-from pipeline.train.driver import train
+from pipeline.train.devices import core_block
+from pipeline.train.driver import describe_rank_cores, train
 from tests.conftest import make_config, small_idx_inputs
 from tests.helpers import read_split, train_config
 from tests.mlflow_server import MlflowServer
@@ -41,6 +43,14 @@ def test_two_ranks_train_track_and_register(spark, sample_dataset, tracking_serv
     assert result.test_accuracy >= TEST_ACCURACY_BAR
     client = MlflowClient(tracking_server.uri)
     run = client.get_run(result.run_id)
+    # train.bind_cores auto: the two ranks (cores // 2 threads each) take a block of cores each when they
+    # fill the cores (on this 2-core machine: core 0 and core 1), and the run says so
+    available, threads = sorted(os.sched_getaffinity(0)), max(1, (os.cpu_count() or 1) // 2)
+    expected = {r: core_block(available, r, 2, threads, "auto") for r in (0, 1)}
+    assert result.rank_cores == expected
+    assert run.data.tags["horovod.rank_cores"] == describe_rank_cores(expected)
+    if len(available) == 2:
+        assert run.data.tags["horovod.rank_cores"] == f"rank 0: {available[0]}; rank 1: {available[1]}"
     assert run.info.status == "FINISHED"
     assert run.data.params["horovod.num_proc"] == "2"
     assert run.data.params["optimizer.name"] == "adam"
