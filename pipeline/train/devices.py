@@ -47,7 +47,7 @@ def core_block(available: list[int], local_rank: int, local_size: int, threads: 
     if need > len(cores):
         raise ValueError(f"train.bind_cores=always: {local_size} ranks on this host x {threads} threads "
                          f"(train.threads_per_rank) need {need} cores; this process may use {len(cores)} "
-                         f"({_ranges(cores)}); lower train.threads_per_rank or set train.bind_cores=auto")
+                         f"({core_ranges(cores)}); lower train.threads_per_rank or set train.bind_cores=auto")
     return cores[local_rank * threads:(local_rank + 1) * threads]
 
 
@@ -64,25 +64,36 @@ def bind_to_cores(local_rank: int, local_size: int, threads: int, mode: str) -> 
     block = core_block(sorted(os.sched_getaffinity(0)), local_rank, local_size, threads, mode)
     if block is None:
         return None
+    original = os.sched_getaffinity(0)
+    try:
+        _set_affinity_of_every_thread(block)
+    except OSError as exc:  # a container that forbids it: train unbound rather than not at all
+        log.warning("local rank %d could not bind to cores %s (%s); the OS places it", local_rank,
+                    core_ranges(block), exc)
+        try:
+            _set_affinity_of_every_thread(original)  # undo a partial binding
+        except OSError:
+            pass
+        return None
+    bound = sorted(os.sched_getaffinity(0))  # what the OS holds now, not what was asked
+    log.info("local rank %d of %d bound to cores %s", local_rank, local_size, core_ranges(bound))
+    return bound
+
+
+def _set_affinity_of_every_thread(cores) -> None:
     try:
         tids = [int(t) for t in os.listdir("/proc/self/task")]
     except OSError:
         tids = [0]
     for tid in tids:
         try:
-            os.sched_setaffinity(tid, block)
+            os.sched_setaffinity(tid, cores)
         except ProcessLookupError:  # the thread ended meanwhile
             pass
-        except OSError as exc:  # a container that forbids it: train unbound rather than not at all
-            log.warning("local rank %d could not bind to cores %s (%s); the OS places it", local_rank, block, exc)
-            return None
-    bound = sorted(os.sched_getaffinity(0))  # what the OS holds now, not what was asked
-    log.info("local rank %d of %d bound to cores %s", local_rank, local_size, _ranges(bound))
-    return bound
 
 
-def _ranges(cores: list[int]) -> str:
-    """0,1,2,5 -> '0-2,5'."""
+def core_ranges(cores: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2,5'."""
     out, start = [], None
     for i, c in enumerate(cores):
         if start is None:

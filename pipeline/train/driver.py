@@ -25,6 +25,7 @@ from pipeline.io.dataset import SPLITS
 from pipeline.io.fs import qualify
 from pipeline.io.tracking import setup_experiment
 from pipeline.train import checkpoints
+from pipeline.train.devices import core_ranges
 from pipeline.train.failures import describe_failure, failed_rank, first_line, is_tracking_failure
 from pipeline.train.preflight import preflight
 from pipeline.train.tailer import EpochTailer, log_missing_epochs
@@ -219,10 +220,10 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
 
 
 def describe_rank_cores(rank_cores: dict[int, list[int] | None]) -> str:
-    """The run's ``horovod.rank_cores`` tag: ``rank 0: 0; rank 1: 1``, or ``not bound``."""
+    """The run's ``horovod.rank_cores`` tag: ``rank 0: 0-3; rank 1: 4-7``, or ``not bound``."""
     if all(cores is None for cores in rank_cores.values()):
         return "not bound"
-    return "; ".join(f"rank {r}: {','.join(map(str, cores)) if cores else 'not bound'}"
+    return "; ".join(f"rank {r}: {core_ranges(cores) if cores else 'not bound'}"
                      for r, cores in sorted(rank_cores.items()))
 
 

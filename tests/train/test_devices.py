@@ -102,3 +102,47 @@ def test_binding_moves_every_thread_of_the_process_and_the_threads_it_starts_lat
     assert len(result["threads"]) >= 2 and all(cores == [available[1]] for cores in result["threads"])
     assert result["later"] == [available[1]]
     assert sorted(os.sched_getaffinity(0)) == available  # the test process itself is untouched
+
+
+def test_core_ranges_read_as_an_operator_writes_them():
+    from pipeline.train.devices import core_ranges
+    from pipeline.train.driver import describe_rank_cores
+
+    assert core_ranges([0, 1, 2, 5]) == "0-2,5"
+    assert core_ranges([3]) == "3"
+    assert describe_rank_cores({1: [4, 5, 6, 7], 0: [0, 1, 2, 3]}) == "rank 0: 0-3; rank 1: 4-7"
+    assert describe_rank_cores({0: None, 1: None}) == "not bound"
+
+
+REFUSED_CHILD = """
+import json, os, threading
+from pipeline.train import devices
+release = threading.Event()
+other = threading.Thread(target=release.wait)
+other.start()
+original = sorted(os.sched_getaffinity(0))
+real, calls = os.sched_setaffinity, []
+def refuse_the_second(tid, cores):
+    calls.append(tid)
+    if len(calls) == 2:
+        raise PermissionError(1, "Operation not permitted")
+    real(tid, cores)
+os.sched_setaffinity = refuse_the_second
+bound = devices.bind_to_cores(1, 2, 1, "always")
+threads = [sorted(os.sched_getaffinity(int(t))) for t in os.listdir("/proc/self/task")]
+release.set()
+other.join()
+print(json.dumps({"bound": bound, "threads": threads, "original": original}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="binding two ranks needs Linux and at least 2 cores")
+def test_a_refused_binding_leaves_every_thread_where_it_was():
+    # A container may forbid sched_setaffinity; here the OS allows it, so the refusal is staged after the
+    # first thread was moved: the rank then trains unbound, with no thread left on the narrower set.
+    out = subprocess.run([sys.executable, "-c", REFUSED_CHILD], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["bound"] is None
+    assert len(result["threads"]) >= 2 and all(cores == result["original"] for cores in result["threads"])
