@@ -91,6 +91,8 @@ def test_tracking_server_stopping_mid_run_keeps_the_model_and_a_rerun_logs_it(sp
         assert result.run_id == saved.mlflow_run_id
         assert [m.step for m in client.get_metric_history(result.run_id, "val_loss")] == [1, 2, 3]
         assert client.get_run(result.run_id).info.status == "FINISHED"
+        # the ranks' cores were kept with the weights, and tag the run that trained them
+        assert client.get_run(result.run_id).data.tags["horovod.rank_cores"] == saved.extra["rank_cores"]
         assert client.get_model_version(cfg.mlflow.registered_model, result.model_version).tags["test_accuracy"]
         assert not run_dir.exists()
     finally:

@@ -77,7 +77,8 @@ class TrainResult:
     experiment_id: str | None = None
     fit: str | None = None  # over/under-fitting diagnosis of the epoch records
     stopped_after_epoch: int | None = None  # the caller's on_epoch stopped the ranks after this epoch
-    rank_cores: dict[int, list[int] | None] | None = None  # the cores each rank was bound to (None: not bound)
+    # the cores each rank was bound to (a rank's None: not bound); None when this call trained nothing
+    rank_cores: dict[int, list[int] | None] | None = None
 
 
 def _run_identity(cfg: PipelineConfig, num_proc: int, manifest: dict) -> dict:
@@ -163,6 +164,7 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
             epochs = checkpoints.read_epochs(run_dir)
             rank0 = {"start_epoch": start_epoch, "start_weights_digest": checkpoints.weights_digest(weights)}
             results, wall = [rank0], 0.0
+            rank_cores, cores_tag = None, state.extra.get("rank_cores")
         else:
             job = RankJob(model=cfg.model, optimizer=cfg.optimizer, train=cfg.train,
                           dataset_root=qualify(cfg.data.root), run_dir=run_dir, ranks=n,
@@ -180,15 +182,18 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
             results, epochs, wall, stopped_after = _run_ranks(cfg, job, client, run_id, state, on_record)
             log.info("ranks finished: %.1f s of training, %d epoch records", wall, len(epochs))
             rank_cores = {r["rank"]: r.get("cores") for r in results if r}
-            log.info("ranks' cores (train.bind_cores=%s): %s", cfg.train.bind_cores, describe_rank_cores(rank_cores))
-            mlflow.set_tag("horovod.rank_cores", describe_rank_cores(rank_cores))
+            cores_tag = describe_rank_cores(rank_cores)
+            log.info("ranks' cores (train.bind_cores=%s): %s", cfg.train.bind_cores, cores_tag)
             rank0 = next(r for r in results if r and r["rank"] == 0)
             weights = rank0["weights"]
             if register and stopped_after is None:
                 # Keep the result before anything else can fail: a re-run logs it instead of training again.
                 state = checkpoints.read_state(run_dir) or state
                 state.extra["final_weights"] = checkpoints.write_weights(run_dir, weights)
+                state.extra["rank_cores"] = cores_tag
                 checkpoints.write_state(run_dir, state)
+        if cores_tag:
+            mlflow.set_tag("horovod.rank_cores", cores_tag)
         log_missing_epochs(client, run_id, epochs)
 
         if stopped_after is not None or not register:
@@ -204,8 +209,7 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
         result.experiment_id = experiment_id
         if cfg.train.report_shards:
             result.shard_ids = {r["rank"]: r["shard_ids"] for r in results}
-        if not trained_already:
-            result.rank_cores = rank_cores
+        result.rank_cores = rank_cores
         mlflow.end_run("KILLED" if stopped_after is not None else "FINISHED")
     except BaseException as exc:
         try:
