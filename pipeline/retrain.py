@@ -15,8 +15,6 @@ from pipeline.config import PipelineConfig
 
 log = logging.getLogger(__name__)
 
-WARM_WAIT_S = 120  # the longest inference waits for the workers' warm-up before it starts anyway
-
 
 @dataclass
 class PipelineReport:
@@ -29,20 +27,15 @@ class PipelineReport:
 def run_pipeline(spark: SparkSession, cfg: PipelineConfig, infer: bool | None = None) -> PipelineReport:
     """Runs every stage in order; any failure raises (a scheduler sees a non-zero exit)."""
     from pipeline.evaluate.promote import evaluate_and_promote
-    from pipeline.infer.batch import batch_infer, warm_scoring_workers
+    from pipeline.infer.batch import batch_infer
     from pipeline.ingest.build import ingest
     from pipeline.train.driver import train
 
-    infer = cfg.retrain.infer if infer is None else infer
     manifest = ingest(spark, cfg)
-    # Inference follows: its Python workers import TensorFlow while the driver evaluates and promotes.
-    warming: list = []
-    training = train(spark, cfg, on_trained=(lambda: warming.append(warm_scoring_workers(spark))) if infer else None)
+    training = train(spark, cfg)
     decision = evaluate_and_promote(cfg, version=training.model_version)
     inference = None
-    if infer:
-        for warm_up in warming:  # inference's tasks then reuse the warm workers instead of starting more
-            warm_up.wait(WARM_WAIT_S)
+    if cfg.retrain.infer if infer is None else infer:
         if decision.promote or decision.champion_version:
             inference = batch_infer(spark, cfg)
         else:

@@ -82,10 +82,7 @@ def test_main_command_in_a_fresh_clone_is_quiet_and_leaves_the_clone_clean(tmp_p
     (log_line,) = [line for line in result.stderr.splitlines() if line.startswith("logs: ")]
     log_file = Path(log_line.removeprefix("logs: "))
     assert log_file.parent == clone / "data" / "logs" and log_file.is_file()
-    log_text = log_file.read_text()
-    assert "pipeline.ingest.build: ingest:" in log_text  # the full log has everything
-    # inference's Python workers imported TensorFlow while the driver evaluated and promoted
-    assert re.search(r"scoring workers warmed in [\d.]+ s: \d+ workers imported", log_text)
+    assert "pipeline.ingest.build: ingest:" in log_file.read_text()  # the full log has everything
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=clone,
                             capture_output=True, text=True, check=True).stdout
     assert status == "", f"the run left the clone dirty:\n{status}"

@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import logging
 import os
-import threading
 import time
 
 from pyspark.sql import DataFrame, SparkSession
@@ -135,55 +134,6 @@ def batch_infer(spark: SparkSession, cfg: PipelineConfig) -> dict | None:
     log.info("batch inference: %d rows scored, %d rejects, %.0f rows/s -> %s", summary["rows_scored"],
              summary["rejects"], summary["rows_per_sec"], out)
     return summary
-
-
-class WorkerWarmUp:
-    """Spark's Python workers importing TensorFlow and MLflow in the background
-    (``warm_scoring_workers``): ``wait`` for it, then ``pids`` are the warmed workers."""
-
-    def __init__(self, spark: SparkSession):
-        self._spark = spark
-        self.pids: set[int] = set()
-        self.seconds: list[float] = []
-        self.error: str | None = None
-        self._thread = threading.Thread(target=self._run, name="warm-scoring-workers", daemon=True)
-
-    def start(self) -> WorkerWarmUp:
-        self._thread.start()
-        return self
-
-    def wait(self, timeout_s: float | None = None) -> bool:
-        """True once the warm-up has ended (done or failed); False if it is still running."""
-        self._thread.join(timeout_s)
-        return not self._thread.is_alive()
-
-    def _run(self) -> None:
-        from pipeline.infer.scoring import warm_worker
-
-        start = time.monotonic()
-        slots = max(1, self._spark.sparkContext.defaultParallelism)
-        try:
-            self._spark.sparkContext.setJobDescription("warm scoring workers: import TensorFlow and MLflow")
-            rows = self._spark.range(0, slots, 1, slots).mapInArrow(warm_worker, "pid long, seconds double").collect()
-        except Exception as exc:  # inference imports them itself
-            self.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            log.info("warming the scoring workers failed (%s); inference imports TensorFlow itself", self.error)
-            return
-        self.pids, self.seconds = {r.pid for r in rows}, [r.seconds for r in rows]
-        log.info("scoring workers warmed in %.1f s: %d workers imported TensorFlow and MLflow in %.1f-%.1f s",
-                 time.monotonic() - start, len(self.pids), min(self.seconds), max(self.seconds))
-
-
-def warm_scoring_workers(spark: SparkSession) -> WorkerWarmUp:
-    """Starts importing TensorFlow and MLflow in Spark's Python workers, in the background.
-
-    A small batch inference spends most of its time in its first tasks importing them (about 3 s on
-    2 cores, where scoring 2,000 rows takes 0.3 s). ``retrain`` starts this when training ends, so the
-    import overlaps the test evaluation and the promotion, and the workers Spark reuses for inference
-    have it done. It starts no TensorFlow runtime, so each inference task still sets its own threads
-    and GPUs. Best effort: a failure only logs, and inference imports as before.
-    """
-    return WorkerWarmUp(spark).start()
 
 
 def _ship_model(spark: SparkSession, model_uri: str, local: str) -> str:

@@ -32,10 +32,11 @@ def load_model_once(model_dir: str):
     """
     if model_dir in _loaded:
         return _loaded[model_dir]
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from pipeline.train.devices import use_task_gpus
 
     use_task_gpus()
-    import_scoring_stack()
     import tensorflow as tf
 
     threads = _task_cpus()
@@ -50,30 +51,6 @@ def load_model_once(model_dir: str):
     _loaded.clear()  # one model per worker: a new model replaces the old one
     _loaded[model_dir] = model
     return model
-
-
-def import_scoring_stack() -> None:
-    """Imports what scoring needs (TensorFlow, Keras 2, MLflow's pyfunc) without starting TensorFlow's
-    runtime, so a task can still choose its GPUs and thread counts afterwards."""
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import mlflow.pyfunc  # noqa: F401
-    import tensorflow  # noqa: F401
-    import tf_keras  # noqa: F401
-
-
-def warm_worker(batches):
-    """``mapInArrow`` function of ``batch.warm_scoring_workers``: imports the scoring stack in this
-    Python worker, which Spark keeps for later tasks, and reports how long that took."""
-    import time
-
-    import pyarrow as pa
-
-    for _ in batches:
-        pass
-    start = time.perf_counter()
-    import_scoring_stack()
-    yield pa.RecordBatch.from_pydict({"pid": [os.getpid()], "seconds": [time.perf_counter() - start]})
 
 
 def model_folder(unpacked: str) -> str:

@@ -107,7 +107,7 @@ def _package_versions() -> dict[str, str]:
 
 
 def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: bool = True,
-          tags: dict[str, str] | None = None, on_trained=None) -> TrainResult:
+          tags: dict[str, str] | None = None) -> TrainResult:
     """Trains with Horovod on Spark and registers the model. Resumes an unfinished identical run.
 
     Args:
@@ -115,8 +115,6 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
             together within a few batches (the run ends KILLED, nothing is registered). Tuning uses it to prune.
         register: False logs the run's params and epoch metrics only: no test evaluation, no model.
         tags: set on the MLflow run. The run is nested under the active run when there is one.
-        on_trained: called with no arguments once the weights are final and kept, before the test
-            evaluation and the model's logging (``retrain`` starts warming the scoring workers there).
 
     Raises:
         PreflightError: dataset, cluster or tracking store not ready (before any rank starts).
@@ -196,8 +194,6 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
                 checkpoints.write_state(run_dir, state)
         if cores_tag:
             mlflow.set_tag("horovod.rank_cores", cores_tag)
-        if on_trained is not None and register and stopped_after is None:
-            on_trained()
         log_missing_epochs(client, run_id, epochs)
 
         if stopped_after is not None or not register:

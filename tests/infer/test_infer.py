@@ -12,7 +12,7 @@ from PIL import Image
 
 from pipeline.config import ModelConfig, PipelineConfig
 from pipeline.errors import PipelineError
-from pipeline.infer.batch import batch_infer, warm_scoring_workers
+from pipeline.infer.batch import batch_infer
 from pipeline.io.tracking import model_location
 from tests.helpers import idx_images_bytes, idx_labels_bytes, read_split, tree_snapshot, write_idx_pair
 
@@ -175,25 +175,3 @@ def test_idx_input_matching_nothing_names_the_infer_key(spark, champion, tmp_pat
 
     with pytest.raises(InputError, match=r"no input files match infer\.input='.*nothing-\*' \(empty input\)"):
         batch_infer(spark, _cfg(champion, tmp_path, "idx", tmp_path / "nothing-*"))
-
-
-def _worker_state(batches):
-    import os
-    import sys
-
-    import pyarrow as pa
-
-    for _ in batches:
-        pass
-    yield pa.RecordBatch.from_pydict({"pid": [os.getpid()], "tf": ["tensorflow" in sys.modules]})
-
-
-def test_warmed_workers_are_the_ones_spark_reuses_and_hold_tensorflow(spark):
-    warm_up = warm_scoring_workers(spark)
-    assert warm_up.wait(300) and warm_up.error is None
-    assert len(warm_up.pids) >= 1 and len(warm_up.seconds) == spark.sparkContext.defaultParallelism
-    slots = spark.sparkContext.defaultParallelism
-    rows = spark.range(0, slots, 1, slots).mapInArrow(_worker_state, "pid long, tf boolean").collect()
-    reused = [r for r in rows if r.pid in warm_up.pids]
-    assert reused, f"no task of the next job ran in a warmed worker ({[r.pid for r in rows]} vs {warm_up.pids})"
-    assert all(r.tf for r in reused)
