@@ -1,7 +1,8 @@
 """Checks before any Horovod rank starts, so a training that cannot work fails in seconds, not after
 Horovod's start timeout: the dataset exists and has enough row groups, the ranks fit Spark's task
 slots, the checkpoint folder can be written and read back and the dataset read, both from the driver
-and from inside a Spark task (where the ranks will run), and the tracking store answers."""
+and from inside a Spark task (where the ranks will run), the tracking store answers, and on a local
+master the ranks' core binding fits the cores."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pipeline.io import storage
 from pipeline.io.dataset import SPLITS, count_row_groups, read_manifest, split_path
 from pipeline.io.fs import qualify
 from pipeline.io.tracking import check_tracking
+from pipeline.train.devices import core_block
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +63,16 @@ def preflight(spark: SparkSession, cfg: PipelineConfig) -> Preflight:
     prove_paths(spark, cfg)
     check_tracking(cfg.mlflow)
     threads = cfg.train.threads_per_rank
+    local = (sc.master or "").startswith("local")
     if threads is None:
-        master = sc.master or ""
-        threads = max(1, (os.cpu_count() or 1) // num_proc) if master.startswith("local") else \
-            int(sc.getConf().get("spark.task.cpus", "1"))
+        threads = max(1, (os.cpu_count() or 1) // num_proc) if local else int(sc.getConf().get("spark.task.cpus", "1"))
+    if local and hasattr(os, "sched_getaffinity"):
+        # On a local master every rank shares this host and these cores: a binding that cannot fit fails
+        # here, in seconds (on a cluster each rank finds out on its host).
+        try:
+            core_block(sorted(os.sched_getaffinity(0)), 0, num_proc, threads, cfg.train.bind_cores)
+        except ValueError as exc:
+            raise PreflightError(str(exc)) from None
     return Preflight(num_proc=num_proc, manifest=manifest, threads_per_rank=threads)
 
 

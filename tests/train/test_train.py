@@ -151,6 +151,17 @@ def test_preflight_refuses_more_ranks_than_task_slots(spark, sample_dataset, tmp
     assert not (tmp_path / "mlflow.db").exists()  # failed before any run was created
 
 
+def test_preflight_refuses_a_core_binding_that_cannot_fit(spark, sample_dataset, tmp_path):
+    cores = len(os.sched_getaffinity(0))
+    cfg = train_config(tmp_path, sample_dataset[0], f"sqlite:///{tmp_path / 'mlflow.db'}", num_proc=2,
+                       threads_per_rank=cores, bind_cores="always")
+    with pytest.raises(PreflightError, match=rf"train.bind_cores=always: 2 ranks on this host x {cores} threads "
+                                             rf"\(train.threads_per_rank\) need {2 * cores} cores; this process may "
+                                             rf"use {cores} .*lower train.threads_per_rank or set train.bind_cores=auto"):
+        train(spark, cfg)
+    assert not (tmp_path / "mlflow.db").exists()  # failed before any run was created
+
+
 def test_preflight_refuses_a_missing_dataset(spark, tmp_path):
     cfg = train_config(tmp_path, tmp_path / "nowhere", f"sqlite:///{tmp_path / 'mlflow.db'}")
     with pytest.raises(PreflightError, match=r"no dataset at .*nowhere: manifest\.json is missing; run `mnist-pipeline ingest`"):
