@@ -46,6 +46,41 @@ TUNE_DISTRIBUTIONS = ("float", "int", "categorical")
 LR_FIND_SUGGESTIONS = ("steepest", "min_div_10")
 TRAIN_CACHE_MODES = ("auto", "always", "never")
 BIND_CORES_MODES = ("auto", "always", "never")
+PIXEL_SCALES = ("0-255", "0-1")
+# Keys that were removed, and the key that does their job now (named in the unknown-key error).
+RENAMED_KEYS = {"infer.alias": "promote.champion_alias"}
+
+# The allowed range of every numeric key, in interval notation ([ and ] include the end, ( and ) do not).
+# The bound of a list-valued key holds for each element; a key that may be null is not checked when it
+# is. tests/test_config.py holds every int or float key of the config to having an entry here.
+_INT32 = "[0, 2147483647]"
+BOUNDS = {
+    "spark.progress_interval_s": "[0, inf)",
+    "ingest.val_fraction": "[0, 1)", "ingest.seed": _INT32, "ingest.max_shards": "[1, inf)",
+    "ingest.rows_per_row_group": "[1, inf)", "ingest.records_per_task": "[1, inf)",
+    "ingest.download.timeout_s": "(0, inf)",
+    "model.conv_filters": "[1, inf)", "model.kernel_size": "[1, 28]", "model.pool_size": "[1, 28]",
+    "model.conv_dropout": "[0, 1)", "model.dense_units": "[1, inf)", "model.dense_dropout": "[0, 1)",
+    "model.label_smoothing": "[0, 1)", "model.augment_rotation": "[0, 180)", "model.augment_zoom": "[0, 1)",
+    "model.augment_translation": "[0, 1)",
+    "optimizer.learning_rate": "(0, inf)", "optimizer.momentum": "[0, 1)", "optimizer.beta_1": "[0, 1)",
+    "optimizer.beta_2": "[0, 1)", "optimizer.epsilon": "(0, 1)", "optimizer.warmup_epochs": "[0, inf)",
+    "optimizer.decay_rate": "(0, 1]", "optimizer.decay_epochs": "(0, inf)",
+    "optimizer.min_learning_rate": "[0, inf)", "optimizer.plateau_patience": "[1, inf)",
+    "train.num_proc": "[1, inf)", "train.batch_size": "[1, inf)", "train.epochs": "[1, inf)",
+    "train.steps_per_epoch": "[1, inf)", "train.validation_steps": "[1, inf)",
+    "train.early_stopping_patience": "[0, inf)", "train.seed": _INT32, "train.shuffle_buffer": "[0, inf)",
+    "train.cache_max_mb": "[0, inf)", "train.threads_per_rank": "[1, inf)",
+    "train.backward_passes_per_step": "[1, inf)", "train.start_timeout_s": "[1, inf)",
+    "train.dead_unit_batch": "[1, inf)", "train.misclassified_examples": "[0, inf)",
+    "mlflow.http_retries": "[0, inf)", "mlflow.http_timeout_s": "[1, inf)",
+    "promote.min_accuracy": "[0, 1]", "promote.max_regression": "[0, 1]", "promote.max_class_regression": "[0, 1]",
+    "tune.trials": "[1, inf)", "tune.timeout_s": "(0, inf)", "tune.epochs": "[1, inf)", "tune.seed": _INT32,
+    "tune.pruner_startup_trials": "[0, inf)", "tune.pruner_warmup_epochs": "[0, inf)",
+    "tune.prune_threshold": "(-inf, inf)",
+    "lr_find.min_learning_rate": "(0, inf)", "lr_find.max_learning_rate": "(0, inf)", "lr_find.steps": "[10, inf)",
+    "lr_find.smoothing": "[0, 1)", "lr_find.diverge_factor": "(1, inf)",
+}
 
 
 @dataclass
@@ -170,7 +205,7 @@ class PromoteConfig:
     min_accuracy: float = 0.85  # absolute floor on test accuracy for any champion
     max_regression: float = 0.005  # the challenger may trail the champion's test accuracy by at most this
     max_class_regression: float = 0.03  # ... and any single class's recall by at most this
-    champion_alias: str = "champion"
+    champion_alias: str = "champion"  # the alias evaluation moves and inference (and retraining) score with
     challenger_alias: str = "challenger"
     version: str | None = None  # the candidate; None: the newest version of mlflow.registered_model
 
@@ -183,8 +218,11 @@ class InferConfig:
     id_column: str = "id"  # for parquet: the row id (if missing, a hash of the image)
     image_column: str = "image"  # for parquet: 784 bytes, or an array of 784 pixel values
     label_column: str | None = "label"  # optional; when present, accuracy is reported
-    alias: str = "champion"  # the model is models:/<mlflow.registered_model>@<alias> ...
-    model_version: str | None = None  # ... unless a version is given
+    # for parquet arrays of pixel values: 0-255 (integers, as MNIST) | 0-1 (floats, scaled to 0-255 here).
+    # A value outside the scale, a fraction under 0-255, NaN or infinity makes its row a reject.
+    pixel_scale: str = "0-255"
+    # The model is models:/<mlflow.registered_model>@<promote.champion_alias> (the alias evaluation moves),
+    model_version: str | None = None  # unless a version is given
     output: str = "data/predictions/mnist"  # predictions/ and rejects/ and summary.json under it
     output_format: str = "parquet"  # parquet | delta
     skip_without_champion: bool = False  # true: no version holds the alias yet -> skip (exit 0), not fail
@@ -290,6 +328,7 @@ def load_config(files: list[str | Path] | None = None, overrides: list[str] | No
         ConfigError: a file is missing or malformed, a key is unknown, or a value has the wrong type.
     """
     cfg = PipelineConfig()
+    cfg._sources = {}  # dotted key -> the file or override that set it last (named in range errors)
     for path in files or []:
         path = Path(path)
         if not path.is_file():
@@ -315,85 +354,131 @@ def load_config(files: list[str | Path] | None = None, overrides: list[str] | No
 
 
 def validate(cfg: PipelineConfig) -> None:
-    """Checks values that are the right type but out of range."""
+    """Checks values that are the right type but cannot work: every numeric key against ``BOUNDS``,
+    every enumerated key against its allowed values, and the keys that must agree with each other."""
     _validate_core(cfg)
     _validate_tune(cfg)
 
 
 def _validate_core(cfg: PipelineConfig) -> None:
-    ing = cfg.ingest
-    _one_of("ingest.format", ing.format, INGEST_FORMATS)
-    _one_of("ingest.csv_header", ing.csv_header, CSV_HEADER_MODES)
-    if not 0.0 <= ing.val_fraction < 1.0:
-        raise ConfigError(f"ingest.val_fraction is {ing.val_fraction}; expected a fraction in [0, 1)")
-    if ing.max_shards < 1:
-        raise ConfigError(f"ingest.max_shards is {ing.max_shards}; expected at least 1")
-    if ing.records_per_task < 1:
-        raise ConfigError(f"ingest.records_per_task is {ing.records_per_task}; expected at least 1")
-    if ing.rows_per_row_group < 1:
-        raise ConfigError(f"ingest.rows_per_row_group is {ing.rows_per_row_group}; expected at least 1")
-    _one_of("model.activation", cfg.model.activation, ACTIVATIONS)
-    _one_of("model.loss", cfg.model.loss, LOSSES)
-    _one_of("optimizer.name", cfg.optimizer.name, OPTIMIZERS)
-    _one_of("optimizer.schedule", cfg.optimizer.schedule, SCHEDULES)
-    for key, value in (("model.conv_dropout", cfg.model.conv_dropout), ("model.dense_dropout", cfg.model.dense_dropout),
-                       ("model.label_smoothing", cfg.model.label_smoothing),
-                       ("optimizer.momentum", cfg.optimizer.momentum), ("optimizer.beta_1", cfg.optimizer.beta_1),
-                       ("optimizer.beta_2", cfg.optimizer.beta_2)):
-        if not 0.0 <= value < 1.0:
-            raise ConfigError(f"{key} is {value}; expected a fraction in [0, 1)")
-    for key, value, top in (("model.augment_rotation", cfg.model.augment_rotation, 180.0),
-                            ("model.augment_zoom", cfg.model.augment_zoom, 1.0),
-                            ("model.augment_translation", cfg.model.augment_translation, 1.0)):
-        if not 0.0 <= value < top:
-            raise ConfigError(f"{key} is {value}; expected at least 0 (off) and below {top:g}")
-    if any(n < 1 for n in cfg.model.conv_filters + cfg.model.dense_units):
-        raise ConfigError("model.conv_filters and model.dense_units must hold positive sizes")
-    for key, value in (("train.batch_size", cfg.train.batch_size), ("train.epochs", cfg.train.epochs)):
-        if value < 1:
-            raise ConfigError(f"{key} is {value}; expected at least 1")
-    _one_of("train.cache_in_memory", cfg.train.cache_in_memory, TRAIN_CACHE_MODES)
-    _one_of("train.bind_cores", cfg.train.bind_cores, BIND_CORES_MODES)
-    if cfg.train.cache_max_mb < 0:
-        raise ConfigError(f"train.cache_max_mb is {cfg.train.cache_max_mb}; expected at least 0")
-    if cfg.train.num_proc is not None and cfg.train.num_proc < 1:
-        raise ConfigError(f"train.num_proc is {cfg.train.num_proc}; expected at least 1 (or null for Spark's default)")
-    _one_of("infer.input_format", cfg.infer.input_format, INFER_INPUT_FORMATS)
-    _one_of("infer.output_format", cfg.infer.output_format, INFER_OUTPUT_FORMATS)
-    if cfg.optimizer.learning_rate <= 0:
-        raise ConfigError(f"optimizer.learning_rate is {cfg.optimizer.learning_rate}; expected a positive number")
+    for key, interval in BOUNDS.items():
+        value = _get_dotted(cfg, key)
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None and not _inside(item, interval):
+                kind = "an integer" if isinstance(item, int) else "a number"
+                raise ConfigError(f"{_source_of(cfg, key)}{key} is {value!r}; expected {kind} in {interval}")
+    for key, allowed in (("ingest.format", INGEST_FORMATS), ("ingest.csv_header", CSV_HEADER_MODES),
+                         ("model.activation", ACTIVATIONS), ("model.loss", LOSSES),
+                         ("optimizer.name", OPTIMIZERS), ("optimizer.schedule", SCHEDULES),
+                         ("train.cache_in_memory", TRAIN_CACHE_MODES), ("train.bind_cores", BIND_CORES_MODES),
+                         ("infer.input_format", INFER_INPUT_FORMATS), ("infer.output_format", INFER_OUTPUT_FORMATS),
+                         ("infer.pixel_scale", PIXEL_SCALES), ("tune.metric", TUNE_METRICS),
+                         ("tune.sampler", TUNE_SAMPLERS), ("tune.pruner", TUNE_PRUNERS),
+                         ("lr_find.suggest", LR_FIND_SUGGESTIONS)):
+        value = _get_dotted(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"{_source_of(cfg, key)}{key} is {value!r}; expected one of {', '.join(allowed)}")
+    model = cfg.model
+    if model.conv_filters:  # each conv layer (no padding) takes kernel_size - 1 pixels off each side's length
+        side = 28 - len(model.conv_filters) * (model.kernel_size - 1)
+        if side < model.pool_size:
+            raise ConfigError(
+                f"{_source_of(cfg, 'model.kernel_size')}model.kernel_size {model.kernel_size} with "
+                f"{len(model.conv_filters)} conv layers (model.conv_filters) leaves a {max(side, 0)}x{max(side, 0)} "
+                f"feature map, smaller than model.pool_size {model.pool_size}; expected 28 - layers x "
+                "(kernel_size - 1) >= pool_size")
+    opt = cfg.optimizer
+    if opt.schedule in ("cosine", "plateau") and opt.min_learning_rate >= opt.learning_rate:
+        raise ConfigError(f"{_source_of(cfg, 'optimizer.min_learning_rate')}optimizer.min_learning_rate "
+                          f"{opt.min_learning_rate:g} is not below optimizer.learning_rate {opt.learning_rate:g}; "
+                          f"the {opt.schedule} schedule decays from the rate down to this floor")
 
 
 def _validate_tune(cfg: PipelineConfig) -> None:
     t, lf = cfg.tune, cfg.lr_find
-    _one_of("tune.metric", t.metric, TUNE_METRICS)
-    _one_of("tune.sampler", t.sampler, TUNE_SAMPLERS)
-    _one_of("tune.pruner", t.pruner, TUNE_PRUNERS)
-    _one_of("lr_find.suggest", lf.suggest, LR_FIND_SUGGESTIONS)
-    if t.trials < 1:
-        raise ConfigError(f"tune.trials is {t.trials}; expected at least 1")
-    if t.epochs is not None and t.epochs < 1:
-        raise ConfigError(f"tune.epochs is {t.epochs}; expected at least 1 (or null for train.epochs)")
     if t.pruner == "threshold" and t.prune_threshold is None:
         raise ConfigError("tune.pruner is threshold but tune.prune_threshold is not set; expected the metric value "
                           "below which (val_accuracy) or above which (val_loss) a trial is pruned")
-    if not 0 < lf.min_learning_rate < lf.max_learning_rate:
+    if not lf.min_learning_rate < lf.max_learning_rate:
         raise ConfigError(f"lr_find.min_learning_rate {lf.min_learning_rate} and lr_find.max_learning_rate "
                           f"{lf.max_learning_rate}: expected 0 < min < max")
-    if lf.steps < 10:
-        raise ConfigError(f"lr_find.steps is {lf.steps}; expected at least 10")
-    if not 0 <= lf.smoothing < 1:
-        raise ConfigError(f"lr_find.smoothing is {lf.smoothing}; expected a fraction in [0, 1)")
-    if lf.diverge_factor <= 1:
-        raise ConfigError(f"lr_find.diverge_factor is {lf.diverge_factor}; expected more than 1")
-    from pipeline.tune.space import check_space  # the space names config keys: checked against this config
-
     check_space(t.space, cfg)
 
 
-def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key} is {value!r}; expected one of {', '.join(allowed)}")
+def _inside(value: float, interval: str) -> bool:
+    low, high = (float(end) for end in interval[1:-1].split(","))
+    above = value >= low if interval[0] == "[" else value > low
+    below = value <= high if interval[-1] == "]" else value < high
+    return above and below  # NaN is inside no interval
+
+
+def _get_dotted(cfg: Any, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _source_of(cfg: Any, key: str) -> str:
+    source = (getattr(cfg, "_sources", None) or {}).get(key)
+    return f"{source}: " if source else ""
+
+
+# The search space of ``mnist-pipeline tune`` (``tune.space``) maps a config key to a distribution. It is
+# checked here, when the config loads: every key must exist, and its lowest, highest and every listed
+# value must be a valid setting of that key, so a typo fails before any trial starts.
+_SPACE_FIELDS = {
+    "float": {"type", "low", "high", "log", "step"},
+    "int": {"type", "low", "high", "log", "step"},
+    "categorical": {"type", "choices"},
+}
+
+
+def check_space(space: dict, cfg: PipelineConfig) -> None:
+    """Raises ``ConfigError`` naming ``tune.space.<key>`` for anything that could not be sampled or set."""
+    for key, spec in space.items():
+        where = f"tune.space.{key}"
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where} must be a mapping such as {{type: float, low: 0.1, high: 0.5}}, got {spec!r}")
+        kind = spec.get("type")
+        if kind not in TUNE_DISTRIBUTIONS:
+            raise ConfigError(f"{where}.type is {kind!r}; expected one of {', '.join(TUNE_DISTRIBUTIONS)}")
+        unknown = set(spec) - _SPACE_FIELDS[kind]
+        if unknown:
+            raise ConfigError(f"{where} has {', '.join(sorted(unknown))}, which a {kind} distribution does not take; "
+                              f"expected {', '.join(sorted(_SPACE_FIELDS[kind] - {'type'}))}")
+        if kind == "categorical":
+            choices = spec.get("choices")
+            if not isinstance(choices, list) or not choices:
+                raise ConfigError(f"{where}.choices must be a non-empty list, got {choices!r}")
+            values = choices
+        else:
+            values = _space_range(where, kind, spec)
+        for value in values:
+            try:
+                apply_overrides(cfg, {key: value}, source=where, name_settings=False)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: the value {value!r} is not a valid setting: {exc}") from None
+
+
+def _space_range(where: str, kind: str, spec: dict) -> list:
+    number = (int,) if kind == "int" else (int, float)
+    low, high = spec.get("low"), spec.get("high")
+    for name, value in (("low", low), ("high", high)):
+        if not isinstance(value, number) or isinstance(value, bool):
+            raise ConfigError(f"{where}.{name} is {value!r}; expected {'an integer' if kind == 'int' else 'a number'}")
+    if not low < high:
+        raise ConfigError(f"{where}: low {low} must be below high {high}")
+    log, step = spec.get("log", False), spec.get("step")
+    if not isinstance(log, bool):
+        raise ConfigError(f"{where}.log is {log!r}; expected true or false")
+    if log and low <= 0:
+        raise ConfigError(f"{where}: a log distribution needs low > 0, got {low}")
+    if log and step is not None:
+        raise ConfigError(f"{where}: log and step cannot be combined")
+    if step is not None and (not isinstance(step, number) or isinstance(step, bool) or step <= 0):
+        raise ConfigError(f"{where}.step is {step!r}; expected a positive {'integer' if kind == 'int' else 'number'}")
+    return [low, high]
 
 
 def apply_overrides(cfg: PipelineConfig, overrides: dict[str, Any], source: str,
@@ -404,6 +489,7 @@ def apply_overrides(cfg: PipelineConfig, overrides: dict[str, Any], source: str,
     import copy
 
     out = copy.deepcopy(cfg)
+    out._sources = None  # an error names these settings (below), not the files of the base config
     for key, value in overrides.items():
         _set_dotted(out, key, value, source=f"{source} {key}={value!r}")
     try:
@@ -422,7 +508,7 @@ def _set_dotted(cfg: Any, key: str, value: Any, source: str) -> None:
     for i, part in enumerate(parts):
         if isinstance(node, dict):  # spark.conf.<setting>, tune.space.<config key>
             parent, name = _parent_field(cfg, parts[:i])
-            node[".".join(parts[i:])] = _coerce(value, typing.get_args(_field_types(parent)[name])[1], key, source)
+            _merge_entries(node, {".".join(parts[i:]): value}, _field_types(parent)[name], ".".join(parts[:i]), source)
             return
         if isinstance(node, list) and part.isdigit() and i == len(parts) - 1:
             # key.N: element N of a list-valued key (model.conv_filters.1=128)
@@ -431,11 +517,13 @@ def _set_dotted(cfg: Any, key: str, value: Any, source: str) -> None:
                 raise ConfigError(f"{source}: {'.'.join(parts[:-1])} has {len(node)} elements; there is no element "
                                   f"{part}")
             node[int(part)] = _coerce(value, typing.get_args(_field_types(parent)[name])[0], key, source)
+            _record(cfg, ".".join(parts[:-1]), source)
             return
         if not dataclasses.is_dataclass(node) or part not in _field_types(node):
-            raise ConfigError(f"{source}: unknown config key {key!r}; {_known(node, parts[:i])}")
+            raise ConfigError(f"{source}: unknown config key {key!r}; {_known(node, parts[:i], key)}")
         if i == len(parts) - 1:
             _assign(node, part, value, key, source)
+            _record(cfg, key, source)
             return
         node = getattr(node, part)
 
@@ -447,21 +535,49 @@ def _parent_field(cfg: Any, parts: list[str]) -> tuple[Any, str]:
     return node, parts[-1]
 
 
-def _merge(node: Any, data: dict, source: str, prefix: str) -> None:
+def _merge(node: Any, data: dict, source: str, prefix: str, root: Any = None) -> None:
+    """Applies a file's mapping to ``node``: each key it names is set, every other key keeps its value,
+    whether it is a section (``model:``) or a mapping-valued key (``spark.conf:``), as a command-line
+    override of one key would."""
+    root = node if root is None else root
     for k, v in data.items():
         key = f"{prefix}{k}"
         if not dataclasses.is_dataclass(node) or k not in _field_types(node):
-            raise ConfigError(f"{source}: unknown config key {key!r}; {_known(node, key.split('.')[:-1])}")
+            raise ConfigError(f"{source}: unknown config key {key!r}; {_known(node, key.split('.')[:-1], key)}")
         child = getattr(node, k)
         if dataclasses.is_dataclass(child):
             if not isinstance(v, dict):
                 raise ConfigError(f"{source}: {key!r} must be a mapping of keys, got {v!r}")
-            _merge(child, v, source, f"{key}.")
+            _merge(child, v, source, f"{key}.", root)
+        elif isinstance(child, dict):
+            if not isinstance(v, dict):
+                raise ConfigError(f"{source}: {key!r} must be a mapping, got {v!r}")
+            _merge_entries(child, v, _field_types(node)[k], key, source)
         else:
             _assign(node, k, v, key, source)
+            _record(root, key, source)
+
+
+def _merge_entries(target: dict, entries: dict, typ: Any, key: str, source: str) -> None:
+    """Sets each entry of a mapping-valued key; an entry set to null is removed (``tune.space`` loses a
+    default dimension that way)."""
+    value_type = typing.get_args(typ)[1]
+    for name, value in entries.items():
+        if value is None:
+            target.pop(str(name), None)
+        else:
+            target[str(name)] = _coerce(value, value_type, f"{key}.{name}", source)
+
+
+def _record(cfg: Any, key: str, source: str) -> None:
+    if isinstance(getattr(cfg, "_sources", None), dict):
+        cfg._sources[key] = source
 
 
 def _assign(node: Any, name: str, value: Any, key: str, source: str) -> None:
+    if isinstance(getattr(node, name), dict) and isinstance(value, dict):
+        _merge_entries(getattr(node, name), value, _field_types(node)[name], key, source)
+        return
     setattr(node, name, _coerce(value, _field_types(node)[name], key, source))
 
 
@@ -470,7 +586,9 @@ def _field_types(node: Any) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(node)}
 
 
-def _known(node: Any, parts: list[str]) -> str:
+def _known(node: Any, parts: list[str], key: str = "") -> str:
+    if key in RENAMED_KEYS:
+        return f"it was replaced by {RENAMED_KEYS[key]}"
     where = ".".join(parts) or "the top level"
     if dataclasses.is_dataclass(node):
         return f"known keys in {where}: {', '.join(_field_types(node))}"

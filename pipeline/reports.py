@@ -60,7 +60,7 @@ def format_decision(decision, cfg: PipelineConfig) -> str:
 
 def format_inference(summary: dict | None, cfg: PipelineConfig | None = None) -> str:
     if summary is None:
-        alias = cfg.infer.alias if cfg else "champion"
+        alias = cfg.promote.champion_alias if cfg else "champion"
         return f"infer: skipped, no version holds @{alias} yet"
     accuracy = f", accuracy {summary['accuracy']:.4f} on {summary['labelled_rows']:,} labelled rows" \
         if summary["accuracy"] is not None else ""

@@ -1,5 +1,6 @@
 """Config: defaults, YAML layering, command-line overrides, and errors that name the key."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -46,13 +47,13 @@ def test_unknown_key_names_the_source_and_the_known_keys(tmp_path):
 def test_wrong_type_and_out_of_range_values_are_refused():
     with pytest.raises(ConfigError, match=r"'ingest\.max_shards' must be an integer, got 'many'"):
         load_config(overrides=["ingest.max_shards=many"])
-    with pytest.raises(ConfigError, match=r"ingest\.val_fraction is 1\.5; expected a fraction in \[0, 1\)"):
+    with pytest.raises(ConfigError, match=r"ingest\.val_fraction is 1\.5; expected a number in \[0, 1\)"):
         load_config(overrides=["ingest.val_fraction=1.5"])
     with pytest.raises(ConfigError, match=r"ingest\.format is 'tfrecord'"):
         load_config(overrides=["ingest.format=tfrecord"])
     with pytest.raises(ConfigError, match=r"train\.cache_in_memory is 'sometimes'"):
         load_config(overrides=["train.cache_in_memory=sometimes"])
-    with pytest.raises(ConfigError, match=r"train\.cache_max_mb is -1; expected at least 0"):
+    with pytest.raises(ConfigError, match=r"train\.cache_max_mb is -1; expected an integer in \[0, inf\)"):
         load_config(overrides=["train.cache_max_mb=-1"])
     with pytest.raises(ConfigError, match=r"not of the form section\.key=value"):
         load_config(overrides=["ingest.seed"])
@@ -83,3 +84,88 @@ def test_each_list_of_allowed_values_is_the_one_the_code_dispatches_on():
         assert learning_rate_at(2.5, opt, 2, 10) > 0
     for activation in config.ACTIVATIONS:
         assert build_model(config.ModelConfig(activation=activation, conv_filters=[4], dense_units=[8]))
+
+
+def _numeric_keys(node, prefix=""):
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(type(node))
+    for f in dataclasses.fields(node):
+        value, key = getattr(node, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            yield from _numeric_keys(value, f"{key}.")
+            continue
+        kinds = set(typing.get_args(hints[f.name])) | {hints[f.name]}
+        kinds |= {a for k in list(kinds) for a in typing.get_args(k)}
+        if kinds & {int, float}:
+            yield key
+
+
+def test_every_numeric_key_has_a_range():
+    from pipeline.config import BOUNDS
+
+    keys = set(_numeric_keys(PipelineConfig()))
+    assert keys - set(BOUNDS) == set()
+    assert set(BOUNDS) - keys == set()  # no stale entry
+    load_config()  # the defaults are inside their ranges
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optimizer.decay_epochs=0", r"optimizer\.decay_epochs is 0\.0; expected a number in \(0, inf\)"),
+    ("model.kernel_size=30", r"model\.kernel_size is 30; expected an integer in \[1, 28\]"),
+    ("model.pool_size=0", r"model\.pool_size is 0; expected an integer in \[1, 28\]"),
+    ("model.dense_dropout=1.5", r"model\.dense_dropout is 1\.5; expected a number in \[0, 1\)"),
+    ("train.shuffle_buffer=-1", r"train\.shuffle_buffer is -1; expected an integer in \[0, inf\)"),
+    ("train.steps_per_epoch=0", r"train\.steps_per_epoch is 0; expected an integer in \[1, inf\)"),
+    ("train.threads_per_rank=0", r"train\.threads_per_rank is 0; expected an integer in \[1, inf\)"),
+    ("optimizer.learning_rate=.nan", r"optimizer\.learning_rate is nan; expected a number in \(0, inf\)"),
+    ("optimizer.learning_rate=.inf", r"optimizer\.learning_rate is inf; expected a number in \(0, inf\)"),
+    ("model.conv_filters=[32, 0]", r"model\.conv_filters is \[32, 0\]; expected an integer in \[1, inf\)"),
+    ("promote.min_accuracy=1.2", r"promote\.min_accuracy is 1\.2; expected a number in \[0, 1\]"),
+    ("tune.timeout_s=0", r"tune\.timeout_s is 0\.0; expected a number in \(0, inf\)"),
+    ("infer.pixel_scale=0-100", r"infer\.pixel_scale is '0-100'; expected one of 0-255, 0-1"),
+])
+def test_values_that_cannot_work_are_refused_naming_source_key_value_and_range(override, message):
+    with pytest.raises(ConfigError, match=rf"^override '{re.escape(override)}': {message}"):
+        load_config(overrides=[override])
+
+
+def test_a_range_error_names_the_file_that_set_the_value(tmp_path):
+    env = tmp_path / "env.yaml"
+    env.write_text("optimizer:\n  decay_epochs: 0\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(env))}: optimizer\.decay_epochs is 0\.0"):
+        load_config([env])
+
+
+def test_kernels_that_leave_no_image_to_pool_are_refused():
+    load_config(overrides=["model.kernel_size=13"])  # 28 - 2 x 12 = 4 >= pool 2
+    with pytest.raises(ConfigError, match=r"model\.kernel_size 14 with 2 conv layers \(model\.conv_filters\) "
+                                          r"leaves a 2x2 feature map, smaller than model\.pool_size 3"):
+        load_config(overrides=["model.kernel_size=14", "model.pool_size=3"])
+    with pytest.raises(ConfigError, match=r"leaves a 0x0 feature map"):
+        load_config(overrides=["model.conv_filters=[8, 8, 8]", "model.kernel_size=11"])
+
+
+def test_a_file_sets_one_entry_of_a_mapping_and_keeps_the_others(tmp_path):
+    defaults = PipelineConfig()
+    env = tmp_path / "env.yaml"
+    env.write_text(yaml.safe_dump({"spark": {"conf": {"spark.executor.memory": "4g"}},
+                                   "tune": {"space": {"train.batch_size": None,
+                                                      "model.conv_dropout": {"type": "float", "low": 0.1,
+                                                                             "high": 0.4}}}}))
+    cfg = load_config([env])
+    assert cfg.spark.conf == {**defaults.spark.conf, "spark.executor.memory": "4g"}
+    expected_space = {k: v for k, v in defaults.tune.space.items() if k != "train.batch_size"}
+    expected_space["model.conv_dropout"] = {"type": "float", "low": 0.1, "high": 0.4}
+    assert cfg.tune.space == expected_space
+    # the same as overrides, one entry at a time
+    same = load_config(overrides=["spark.conf.spark.executor.memory=4g", "tune.space.train.batch_size=null",
+                                  "tune.space.model.conv_dropout={type: float, low: 0.1, high: 0.4}"])
+    assert same.to_dict() == cfg.to_dict()
+
+
+def test_one_key_names_the_champion():
+    with pytest.raises(ConfigError, match=r"unknown config key 'infer\.alias'; it was replaced by "
+                                          r"promote\.champion_alias"):
+        load_config(overrides=["infer.alias=best"])

@@ -33,9 +33,14 @@ def diagnose(epochs: list[dict], rising_epochs: int = 2, gap_limit: float = 0.03
                 f"{last['val_accuracy']:.3f}; more dropout or augmentation, or fewer epochs help")
     still_learning = len(epochs) >= 2 and epochs[-1]["loss"] < epochs[-2]["loss"] \
         and epochs[-1]["val_loss"] < epochs[-2]["val_loss"]
-    if still_learning or last["accuracy"] < underfit_accuracy:
-        return (f"under-fitting: train accuracy {last['accuracy']:.3f}, validation {last['val_accuracy']:.3f} "
-                f"(gap {gap:+.3f}) and both losses still falling; more epochs, a higher learning rate or a wider "
-                "model may help")
+    low = last["accuracy"] < underfit_accuracy
+    if still_learning or low:  # the sentence names the reason that fired, or both
+        reasons = []
+        if low:
+            reasons.append(f"train accuracy {last['accuracy']:.3f} is below {underfit_accuracy:.2f}")
+        if still_learning:
+            reasons.append("both losses were still falling at the last epoch")
+        return (f"under-fitting: {' and '.join(reasons)} (validation {last['val_accuracy']:.3f}, gap {gap:+.3f}); "
+                "more epochs, a higher learning rate or a wider model may help")
     return (f"balanced: train accuracy {last['accuracy']:.3f}, validation {last['val_accuracy']:.3f} "
             f"(gap {gap:+.3f}); validation loss has stopped falling without rising")

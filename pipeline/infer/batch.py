@@ -40,9 +40,9 @@ def resolve_model(cfg: PipelineConfig):
         if cfg.infer.model_version:
             version = client.get_model_version(name, cfg.infer.model_version)
         else:
-            version = client.get_model_version_by_alias(name, cfg.infer.alias)
+            version = client.get_model_version_by_alias(name, cfg.promote.champion_alias)
     except MlflowException as exc:
-        what = f"version {cfg.infer.model_version}" if cfg.infer.model_version else f"alias {cfg.infer.alias!r}"
+        what = f"version {cfg.infer.model_version}" if cfg.infer.model_version else f"alias {cfg.promote.champion_alias!r}"
         raise PipelineError(
             f"registered model {name!r} has no {what} in {cfg.mlflow.tracking_uri} ({exc.error_code}); "
             f"promote a version first (`mnist-pipeline evaluate`), or name one with infer.model_version=N"
@@ -56,7 +56,7 @@ def _alias_exists(cfg: PipelineConfig) -> bool:
     from pipeline.io.tracking import alias_version, setup_experiment
 
     setup_experiment(cfg.mlflow)
-    return alias_version(MlflowClient(), cfg.mlflow.registered_model, cfg.infer.alias) is not None
+    return alias_version(MlflowClient(), cfg.mlflow.registered_model, cfg.promote.champion_alias) is not None
 
 
 def _write(df: DataFrame, path: str, fmt: str) -> None:
@@ -79,7 +79,7 @@ def batch_infer(spark: SparkSession, cfg: PipelineConfig) -> dict | None:
     """
     if cfg.infer.skip_without_champion and not cfg.infer.model_version and not _alias_exists(cfg):
         log.warning("no version of %s holds @%s yet, so there is nothing to score with; inference skipped",
-                    cfg.mlflow.registered_model, cfg.infer.alias)
+                    cfg.mlflow.registered_model, cfg.promote.champion_alias)
         return None
 
     from pyspark import StorageLevel

@@ -27,6 +27,10 @@ PREPARED_COLUMNS = ["id", "image", "label", "note", "reject_reason"]
 MISSING_IMAGE = "image is missing (null)"
 WRONG_SIZE = "wrong image size; expected 784 pixels (28x28)"
 OUT_OF_RANGE = "pixel values out of range; expected 0-255"
+OUT_OF_UNIT_RANGE = "pixel values out of range; expected 0-1 (infer.pixel_scale=0-1)"
+NOT_FINITE = "pixel values not finite (NaN or infinity)"
+NOT_INTEGER = "pixel values not integers; expected integers 0-255 (infer.pixel_scale=0-1 scales values in 0-1)"
+BAD_LABEL = "label is not an integer 0-9"
 EMPTY_FILE = "file is empty (0 bytes)"
 NOT_AN_IMAGE = "cannot decode image: not an image format Pillow reads"
 CORRUPT_IMAGE = "cannot decode image: truncated or corrupt image data"
@@ -43,29 +47,75 @@ class PreparedInput:
     inputs: int | None  # inputs seen, counted independently of the rows (None: count the rows)
 
 
-def bytes_from_pixel_arrays(batches):
-    """Executor side: rows of ``id, image (an array of 784 values 0-255), label`` -> prepared rows."""
+def pixel_problem(values, scale: str = "0-255") -> tuple[str, str] | None:
+    """``(reject_reason, note)`` when a float64 array of pixel values breaks the rule, else None.
+
+    With ``scale`` "0-255" every value must be a finite integer 0-255; with "0-1" a finite number in 0-1.
+    """
     import numpy as np
 
-    for pdf in batches:
-        images, reasons, notes = [], [], []
-        for values in pdf["image"]:
-            reason = note = image = None
-            if values is None:
-                reason = MISSING_IMAGE
-            else:
-                values = np.asarray(values, dtype=np.float64)
-                if values.size and (values.min() < 0 or values.max() > 255):
-                    reason, note = OUT_OF_RANGE, f"values {values.min():g}..{values.max():g}"
-                elif values.size != 784:
-                    reason, note = WRONG_SIZE, f"{values.size} pixels"
+    finite = np.isfinite(values)
+    if not finite.all():
+        bad = values[~finite]
+        return NOT_FINITE, f"{bad.size} values such as {bad[0]:g}"
+    if not values.size:
+        return None
+    low, high = values.min(), values.max()
+    if scale == "0-1":
+        return (OUT_OF_UNIT_RANGE, f"values {low:g}..{high:g}") if low < 0 or high > 1 else None
+    if low < 0 or high > 255:
+        return OUT_OF_RANGE, f"values {low:g}..{high:g}"
+    fractional = values != np.floor(values)
+    if fractional.any():
+        return NOT_INTEGER, f"{int(fractional.sum())} values such as {values[fractional][0]:g}"
+    return None
+
+
+def pixel_bytes(values, scale: str = "0-255") -> tuple[bytes | None, str | None, str | None]:
+    """784 pixel values -> ``(image bytes, None, None)``, or ``(None, reject_reason, note)``.
+
+    Values that break ``pixel_problem``'s rule are a reject, never clipped or truncated into a darker
+    image; with ``scale`` "0-1" they are scaled to 0-255 and rounded.
+    """
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    problem = pixel_problem(values, scale)
+    if problem:
+        return None, *problem
+    if values.size != 784:
+        return None, WRONG_SIZE, f"{values.size} pixels"
+    if scale == "0-1":
+        values = np.rint(values * 255)
+    return values.astype(np.uint8).tobytes(), None, None
+
+
+def bytes_from_pixel_arrays(scale: str = "0-255"):
+    """Executor side: rows of ``id, image (an array of 784 pixel values), label, bad_label`` -> prepared
+    rows (``pixel_bytes`` decides each image)."""
+
+    def convert(batches):
+        for pdf in batches:
+            images, reasons, notes = [], [], []
+            for values, bad_label in zip(pdf["image"], pdf["bad_label"]):
+                if values is None:
+                    image, reason, note = None, MISSING_IMAGE, None
+                elif bad_label is not None:
+                    image, reason, note = None, BAD_LABEL, bad_label
                 else:
-                    image = values.astype(np.uint8).tobytes()
-            images.append(image)
-            reasons.append(reason)
-            notes.append(note)
-        yield pd.DataFrame({"id": pdf["id"].astype(str), "image": images, "label": pdf["label"],
-                            "note": notes, "reject_reason": reasons}, columns=PREPARED_COLUMNS)
+                    image, reason, note = pixel_bytes(values, scale)
+                images.append(image)
+                reasons.append(reason)
+                notes.append(note)
+            yield pd.DataFrame({"id": pdf["id"].astype(str), "image": images, "label": pdf["label"],
+                                "note": notes, "reject_reason": reasons}, columns=PREPARED_COLUMNS)
+
+    return convert
+
+
+# Pillow modes whose pixels can hold values above 255 or fractions: their values must fit 0-255 as they
+# are (the rule for every pixel input), or the file is a reject.
+_WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 def decode_image_files(batches):
@@ -82,6 +132,14 @@ def decode_image_files(batches):
                 with Image.open(io.BytesIO(content)) as img:
                     img.load()
                     notes = []
+                    if img.mode in _WIDE_MODES:  # 16-bit or float pixels: convert("L") would clip them
+                        wide = np.asarray(img, dtype=np.float64)
+                        problem = pixel_problem(wide)
+                        if problem:
+                            rows.append((path, None, None, f"{img.mode} image: {problem[1]}", problem[0]))
+                            continue
+                        notes.append(f"read {img.mode} pixels as 8-bit")
+                        img = Image.fromarray(wide.astype(np.uint8), mode="L")
                     if img.mode != "L":
                         notes.append(f"converted {img.mode} to grayscale")
                         img = img.convert("L")
@@ -121,12 +179,29 @@ def _from_parquet(spark: SparkSession, fs: HadoopFS, cfg: PipelineConfig, source
                          f"columns are {', '.join(raw.columns)}")
     image = F.col(icfg.image_column)
     ident = F.col(icfg.id_column).cast("string") if icfg.id_column in raw.columns else F.xxhash64(image).cast("string")
-    label = F.col(icfg.label_column).cast("int") if icfg.label_column and icfg.label_column in raw.columns \
-        else F.lit(None).cast("int")
-    rows = raw.select(ident.alias("id"), image.alias("image"), label.alias("label"))
+    label, bad_label = _label_columns(raw, icfg.label_column)
+    rows = raw.select(ident.alias("id"), image.alias("image"), label.alias("label"), bad_label.alias("bad_label"))
     if isinstance(raw.schema[icfg.image_column].dataType, T.BinaryType):  # scored as it is, no Python pass
-        return PreparedInput(rows.select("*", *_no_note()), None)
-    return PreparedInput(rows.mapInPandas(bytes_from_pixel_arrays, PREPARED_SCHEMA), None)
+        if icfg.pixel_scale != "0-255":
+            raise InputError(f"{source}: column {icfg.image_column!r} holds bytes (0-255) but infer.pixel_scale is "
+                             f"{icfg.pixel_scale}; set infer.pixel_scale=0-255")
+        reason = F.when(F.col("image").isNotNull() & F.col("bad_label").isNotNull(), F.lit(BAD_LABEL))
+        return PreparedInput(rows.select("id", "image", "label", F.col("bad_label").alias("note"),
+                                         reason.cast("string").alias("reject_reason")), None)
+    return PreparedInput(rows.mapInPandas(bytes_from_pixel_arrays(icfg.pixel_scale), PREPARED_SCHEMA), None)
+
+
+def _label_columns(raw: DataFrame, name: str | None):
+    """``(label, bad_label)``: the label as an int where it is an integer 0-9, null otherwise; a note for a
+    label that is present but is not an integer 0-9 (NaN, 3.5, 12, "seven"), so that row is a reject and
+    never counted against a truncated label."""
+    if not name or name not in raw.columns:
+        return F.lit(None).cast("int"), F.lit(None).cast("string")
+    value = F.col(name).cast("double")
+    ok = value.isNotNull() & ~F.isnan(value) & (value == F.floor(value)) & value.between(0, 9)
+    bad = F.when(F.col(name).isNotNull() & ~ok,
+                 F.concat(F.lit("label "), F.coalesce(F.col(name).cast("string"), F.lit("?"))))
+    return F.when(ok, value.cast("int")), bad
 
 
 def _from_images(spark: SparkSession, fs: HadoopFS, cfg: PipelineConfig, source: str) -> PreparedInput:

@@ -211,23 +211,29 @@ def _text(data: bytes, name: str) -> str:
         raise InputError(f"{name}: not UTF-8 text at byte {exc.start}") from None
 
 
-def _pixel_value(token: str, name: str, line_no: int) -> int:
+def _number(token: str, what: str, name: str, line_no: int) -> float:
+    """``token`` as a finite float, or an ``InputError`` naming the file and line ("nan", "inf" and
+    "1e400", which float() reads as infinity, are not numbers a pixel or a label can hold)."""
     try:
         value = float(token)
     except ValueError:
-        raise InputError(f"{name}:{line_no}: pixel value {token!r} is not a number") from None
+        raise InputError(f"{name}:{line_no}: {what} {token!r} is not a number") from None
+    if not np.isfinite(value):
+        raise InputError(f"{name}:{line_no}: {what} {token!r} is not a finite number")
+    return value
+
+
+def _pixel_value(token: str, name: str, line_no: int) -> int:
+    value = _number(token, "pixel value", name, line_no)
     if not (0 <= value <= 255) or value != int(value):
         raise InputError(f"{name}:{line_no}: pixel value {token!r} is out of range; expected an integer 0-255")
     return int(value)
 
 
 def _label_value(token: str, name: str, line_no: int) -> int:
-    try:
-        value = float(token)
-    except ValueError:
-        raise InputError(f"{name}:{line_no}: label {token!r} is not a number") from None
+    value = _number(token, "label", name, line_no)
     if value != int(value) or not 0 <= value <= 9:
-        raise InputError(f"{name}:{line_no}: label {token!r} is outside 0-9")
+        raise InputError(f"{name}:{line_no}: label {token!r} is outside 0-9; expected an integer 0-9")
     return int(value)
 
 
@@ -262,7 +268,9 @@ def parse_csv(data: bytes, name: str, header: str = "auto") -> tuple[np.ndarray,
     """Parses CSV with a label column then 784 pixel columns; ``header`` is auto, true or false."""
     text = _text(data, name)
     try:
-        frame = pd.read_csv(io.StringIO(text), header=None, dtype=str, skip_blank_lines=True)
+        # keep_default_na=False: "nan" or "NA" stay the text they are, so the error can quote them
+        frame = pd.read_csv(io.StringIO(text), header=None, dtype=str, skip_blank_lines=True,
+                            keep_default_na=False)
     except pd.errors.ParserError as exc:
         raise InputError(f"{name}: not valid CSV ({exc})") from None
     first_is_header = header == "true" or (
@@ -279,17 +287,16 @@ def parse_csv(data: bytes, name: str, header: str = "auto") -> tuple[np.ndarray,
             f"{name}: rows have {frame.shape[1]} columns; expected {IMAGE_PIXELS + 1} (label, then 784 pixels)"
         )
     values = frame.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.argwhere(np.isnan(values))
+    bad = np.argwhere(~np.isfinite(values))
     if bad.size:
         r, c = bad[0]
-        raise InputError(
-            f"{name}:{r + line_offset}: column {c + 1} value {frame.iat[r, c]!r} is not a number"
-        )
+        what = "not a number" if np.isnan(values[r, c]) else "not a finite number"
+        raise InputError(f"{name}:{r + line_offset}: column {c + 1} value {frame.iat[r, c]!r} is {what}")
     labels, pixels = values[:, 0], values[:, 1:]
     bad_label = np.flatnonzero((labels < 0) | (labels > 9) | (labels != np.floor(labels)))
     if bad_label.size:
         r = int(bad_label[0])
-        raise InputError(f"{name}:{r + line_offset}: label {frame.iat[r, 0]!r} is outside 0-9")
+        raise InputError(f"{name}:{r + line_offset}: label {frame.iat[r, 0]!r} is outside 0-9; expected an integer 0-9")
     bad_px = np.argwhere((pixels < 0) | (pixels > 255) | (pixels != np.floor(pixels)))
     if bad_px.size:
         r, c = bad_px[0]

@@ -19,11 +19,16 @@ def test_a_wide_accuracy_gap_is_over_fitting_too():
         "over-fitting: train accuracy 0.990 is 0.050 above validation 0.940")
 
 
-def test_both_losses_still_falling_is_under_fitting():
-    epochs = [_epoch(0.74, 0.24, 0.77, 0.93), _epoch(0.23, 0.13, 0.93, 0.96), _epoch(0.14, 0.09, 0.958, 0.972)]
-    assert diagnose(epochs).startswith("under-fitting: train accuracy 0.958, validation 0.972 (gap -0.014) and both "
-                                       "losses still falling")
-    assert diagnose([_epoch(1.2, 1.1, 0.60, 0.62), _epoch(1.2, 1.2, 0.61, 0.62)]).startswith("under-fitting")
+def test_under_fitting_names_the_reason_that_fired():
+    falling = [_epoch(0.74, 0.24, 0.77, 0.93), _epoch(0.23, 0.13, 0.93, 0.96), _epoch(0.14, 0.09, 0.958, 0.972)]
+    assert diagnose(falling) == ("under-fitting: both losses were still falling at the last epoch (validation "
+                                 "0.972, gap -0.014); more epochs, a higher learning rate or a wider model may help")
+    flat_and_low = [_epoch(1.2, 1.1, 0.60, 0.62), _epoch(1.2, 1.2, 0.61, 0.62)]  # neither loss falls
+    assert diagnose(flat_and_low).startswith("under-fitting: train accuracy 0.610 is below 0.90 (validation 0.620")
+    assert "falling" not in diagnose(flat_and_low)
+    both = [_epoch(1.3, 1.2, 0.60, 0.62), _epoch(1.2, 1.1, 0.61, 0.62)]
+    assert diagnose(both).startswith("under-fitting: train accuracy 0.610 is below 0.90 and both losses were still "
+                                     "falling at the last epoch")
 
 
 def test_a_flat_validation_loss_with_a_small_gap_is_balanced():

@@ -160,7 +160,7 @@ def test_missing_champion_alias_is_a_clear_error_and_keeps_old_output(spark, cha
     cfg = _cfg(champion, tmp_path, "dataset", sample_dataset[0])
     batch_infer(spark, cfg)
     before = tree_snapshot(tmp_path / "predictions")
-    cfg.infer.alias = "nobody"
+    cfg.promote.champion_alias = "nobody"
     with pytest.raises(PipelineError, match=r"registered model 'mnist-cnn' has no alias 'nobody' in sqlite:///.*; "
                                             r"promote a version first \(`mnist-pipeline evaluate`\)"):
         batch_infer(spark, cfg)

@@ -2,6 +2,7 @@
 plus the parsers' own corner cases. A parser regression shows here before any Spark job runs."""
 
 import gzip
+import re
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,12 @@ def test_good_inputs_round_trip_in_every_format(small_arrays):
     (b"3 12-7\n", r"t\.txt:1: token '12-7' is not of the form index:value"),
     (b"x 1:3\n", r"t\.txt:1: label 'x' is not a number"),
     (b"10 1:3\n", r"t\.txt:1: label '10' is outside 0-9"),
+    (b"nan 1:3\n", r"t\.txt:1: label 'nan' is not a finite number"),
+    (b"inf 1:3\n", r"t\.txt:1: label 'inf' is not a finite number"),
+    (b"1e400 1:3\n", r"t\.txt:1: label '1e400' is not a finite number"),
+    (b"3.5 1:3\n", r"t\.txt:1: label '3\.5' is outside 0-9; expected an integer 0-9"),
+    (b"3 1:nan\n", r"t\.txt:1: pixel value 'nan' is not a finite number"),
+    (b"3 1:-inf\n", r"t\.txt:1: pixel value '-inf' is not a finite number"),
     (b"3 1:abc\n", r"t\.txt:1: pixel value 'abc' is not a number"),
     (b"3 1:2.5\n", r"t\.txt:1: pixel value '2\.5' is out of range; expected an integer 0-255"),
     (b"\n\n", r"t\.txt: file is empty; expected at least one row"),
@@ -69,6 +76,16 @@ def test_csv_rows_are_checked(small_arrays):
     bad_label[0] = "11"
     with pytest.raises(InputError, match=r"t\.csv:3: label '11' is outside 0-9"):
         formats.parse_csv("\n".join(rows[:2] + [",".join(bad_label)]).encode(), "t.csv", header="false")
+    for token, message in (("nan", "is not a number"), ("inf", "is not a finite number"),
+                           ("1e400", "is not a (finite )?number"), ("3.5", "is outside 0-9; expected an integer")):
+        row = rows[2].split(",")
+        row[0] = token
+        with pytest.raises(InputError, match=rf"t\.csv:3: (column 1 value|label) '{re.escape(token)}' {message}"):
+            formats.parse_csv("\n".join(rows[:2] + [",".join(row)]).encode(), "t.csv", header="false")
+    row = rows[2].split(",")
+    row[9] = "nan"
+    with pytest.raises(InputError, match=r"t\.csv:3: column 10 value 'nan' is not a number"):
+        formats.parse_csv("\n".join(rows[:2] + [",".join(row)]).encode(), "t.csv", header="false")
     with pytest.raises(InputError, match=r"t\.csv: holds no rows \(empty input\)"):
         formats.parse_csv(csv_text(x[:0], y[:0]).encode(), "t.csv")
 

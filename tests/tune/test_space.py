@@ -3,7 +3,7 @@
 import optuna
 import pytest
 
-from pipeline.config import PipelineConfig, apply_overrides, load_config
+from pipeline.config import PipelineConfig, apply_overrides, check_space, load_config
 from pipeline.errors import ConfigError
 from pipeline.tune import space as search_space
 from pipeline.tune.study import trial_config
@@ -45,7 +45,7 @@ def test_sampled_values_become_config_values_lists_included():
         "optimizer.name": {"type": "categorical", "choices": ["adam", "sgd"]},
     }
     cfg = load_config()
-    search_space.check_space(space, cfg)
+    check_space(space, cfg)
     trial = optuna.trial.FixedTrial({"optimizer.learning_rate": 3e-3, "model.conv_filters": "[16, 32]",
                                      "model.dense_units.0": 192, "optimizer.name": "sgd"})
     values = search_space.suggest(trial, space)
