@@ -134,11 +134,21 @@ def evaluate_and_promote(cfg: PipelineConfig, version: str | None = None) -> Dec
     elif champion_version is not None:
         champion_scores = challenger_scores
     promote, reason = decide(challenger_scores, champion_scores, pcfg)
+    decision = "promoted" if promote else "rejected"
     client.set_registered_model_alias(name, pcfg.challenger_alias, version)
     if promote:
-        client.set_registered_model_alias(name, pcfg.champion_alias, version)
+        # Scoring took a while: the alias may have been moved meanwhile (another evaluation, a person).
+        # Moving it now would replace a champion this candidate was never compared with.
+        now = current_champion(client, name, pcfg.champion_alias)
+        if now != champion_version:
+            promote, decision = False, "refused"
+            reason = (f"@{pcfg.champion_alias} moved from version {champion_version or 'none'} to version "
+                      f"{now or 'none'} while this evaluation ran, so it was compared with a champion that no "
+                      f"longer holds the alias; evaluate again to compare with version {now or 'none'} ({reason})")
+        else:
+            client.set_registered_model_alias(name, pcfg.champion_alias, version)
     tags = {
-        "promotion.decision": "promoted" if promote else "rejected",
+        "promotion.decision": decision,
         "promotion.reason": reason,
         "promotion.challenger_accuracy": f"{challenger_scores.accuracy:.4f}",
         "promotion.champion_accuracy": f"{champion_scores.accuracy:.4f}" if champion_scores else "none",

@@ -27,26 +27,28 @@ from pipeline.io.fs import HadoopFS, display_path, qualify
 log = logging.getLogger(__name__)
 
 def resolve_model(cfg: PipelineConfig):
-    """(model_uri, ModelVersion) for ``infer.model_version`` or ``models:/NAME@alias``, with a clear error."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    """(model_uri, ModelVersion) for ``infer.model_version`` or ``models:/NAME@<promote.champion_alias>``.
 
-    from pipeline.io.tracking import setup_experiment
+    Raises:
+        PipelineError: the registry says there is no such version or alias (promote one first).
+        RegistryError: the registry could not be asked (server error, timeout, permission); that is not
+            "no champion", and the message says which.
+    """
+    from mlflow import MlflowClient
+
+    from pipeline.io.tracking import alias_version, model_version, setup_experiment
 
     setup_experiment(cfg.mlflow)
     client = MlflowClient()
-    name = cfg.mlflow.registered_model
-    try:
-        if cfg.infer.model_version:
-            version = client.get_model_version(name, cfg.infer.model_version)
-        else:
-            version = client.get_model_version_by_alias(name, cfg.promote.champion_alias)
-    except MlflowException as exc:
-        what = f"version {cfg.infer.model_version}" if cfg.infer.model_version else f"alias {cfg.promote.champion_alias!r}"
+    name, alias = cfg.mlflow.registered_model, cfg.promote.champion_alias
+    number = cfg.infer.model_version or alias_version(client, name, alias)
+    version = model_version(client, name, number) if number is not None else None
+    if version is None:
+        what = f"version {cfg.infer.model_version}" if cfg.infer.model_version else f"alias {alias!r}"
         raise PipelineError(
-            f"registered model {name!r} has no {what} in {cfg.mlflow.tracking_uri} ({exc.error_code}); "
-            f"promote a version first (`mnist-pipeline evaluate`), or name one with infer.model_version=N"
-        ) from None
+            f"registered model {name!r} has no {what} in {cfg.mlflow.tracking_uri}; promote a version first "
+            "(`mnist-pipeline evaluate`), or name one with infer.model_version=N"
+        )
     return f"models:/{name}/{version.version}", version
 
 

@@ -73,8 +73,52 @@ def model_location(name: str = "model") -> dict[str, str]:
         else {"artifact_path": name}
 
 
-class RegistryError(PipelineError):
+class TrackingError(PipelineError):
+    """The tracking store could not be asked (server error, timeout, permission): not the same as "absent"."""
+
+
+class RegistryError(TrackingError):
     """The model registry could not be asked (server error, timeout, permission): not the same as "absent"."""
+
+
+def is_not_found(exc: BaseException) -> bool:
+    """True only when MLflow answered that the thing asked for does not exist (RESOURCE_DOES_NOT_EXIST /
+    NOT_FOUND, from every store); a server error, a timeout or a permission error is not "absent"."""
+    return getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+
+
+def _failure(what: str, failure: BaseException, error=TrackingError) -> PipelineError:
+    lines = str(failure).strip().splitlines()
+    return error(f"could not look up {what}: {lines[0] if lines else type(failure).__name__}")
+
+
+def existing_run(client, run_id: str):
+    """The MLflow run ``run_id``, or None only when the store says it does not exist (or it was deleted).
+
+    Raises:
+        TrackingError: any other failure of the lookup (the caller must not take it as "gone").
+    """
+    try:
+        run = client.get_run(run_id)
+    except Exception as exc:
+        if is_not_found(exc):
+            return None
+        raise _failure(f"MLflow run {run_id}", exc) from exc
+    return None if run.info.lifecycle_stage == "deleted" else run
+
+
+def model_version(client, name: str, version: str):
+    """Version ``version`` of registered model ``name``, or None only when the registry says it does not exist.
+
+    Raises:
+        RegistryError: any other failure of the lookup.
+    """
+    try:
+        return client.get_model_version(name, version)
+    except Exception as exc:
+        if is_not_found(exc):
+            return None
+        raise _failure(f"version {version} of {name}", exc, RegistryError) from exc
 
 
 def alias_version(client, name: str, alias: str) -> str | None:
@@ -83,25 +127,18 @@ def alias_version(client, name: str, alias: str) -> str | None:
     Raises:
         RegistryError: any other failure of the lookup.
     """
-    from mlflow.exceptions import MlflowException
-
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException as exc:
+    except Exception as exc:
         if _is_missing_alias(exc, alias):
             return None
-        failure = exc
-    except Exception as exc:  # connection refused, timeout: the registry could not be asked
-        failure = exc
-    lines = str(failure).strip().splitlines()
-    raise RegistryError(f"could not look up @{alias} of {name}: {lines[0] if lines else type(failure).__name__}") \
-        from failure
+        raise _failure(f"@{alias} of {name}", exc, RegistryError) from exc
 
 
 def _is_missing_alias(exc, alias: str) -> bool:
     # The registry says "Registered model alias champion not found." (INVALID_PARAMETER_VALUE, OSS store)
     # or RESOURCE_DOES_NOT_EXIST / NOT_FOUND (REST stores, Unity Catalog).
-    code, text = getattr(exc, "error_code", ""), str(exc).lower()
-    if code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+    if is_not_found(exc):
         return True
+    code, text = getattr(exc, "error_code", ""), str(exc).lower()
     return code == "INVALID_PARAMETER_VALUE" and f"alias {alias.lower()} not found" in text

@@ -26,12 +26,14 @@ from pipeline.io.fs import qualify
 from pipeline.io.tracking import setup_experiment
 from pipeline.train import checkpoints
 from pipeline.train.devices import core_ranges
-from pipeline.train.failures import describe_failure, failed_rank, first_line, is_tracking_failure
+from pipeline.train.failures import describe_failure, first_line, is_tracking_failure
 from pipeline.train.preflight import preflight
 from pipeline.train.tailer import EpochTailer, log_missing_epochs
 from pipeline.train.worker import RankJob, train_on_rank
 
 log = logging.getLogger(__name__)
+# Outside the "pipeline" logger tree, so the console (pipeline.io.console) shows none of it: log file only.
+_log_file_only = logging.getLogger("mnist_pipeline.details")
 
 
 def _import_evaluation_modules() -> None:
@@ -138,7 +140,7 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
     client = MlflowClient()
     state, resume_run = _resume_point(cfg, client, run_dir, key)
     start_epoch = state.completed_epoch
-    trained_already = start_epoch >= cfg.train.epochs and bool(state.extra.get("final_weights"))
+    trained_already = finished_training(state)
 
     run = mlflow.start_run(run_id=resume_run.info.run_id if resume_run else None, experiment_id=experiment_id,
                            run_name=None if resume_run else cfg.mlflow.run_name,
@@ -246,18 +248,35 @@ def _unregistered_result(cfg: PipelineConfig, run_id: str, epochs: list[dict], s
 
 
 def _resume_point(cfg: PipelineConfig, client, run_dir: str, key: str):
-    """(run state, MLflow run to resume or None): an unfinished identical run continues where it stopped."""
+    """(run state, MLflow run to resume or None): an unfinished identical run continues where it stopped.
+
+    Only a run the tracking store says does not exist (or was deleted) starts over. Any other failure
+    to look it up stops here, with the checkpoint and its epochs kept for the next attempt.
+    """
+    from pipeline.io.tracking import TrackingError, existing_run
+
     state = checkpoints.read_state(run_dir) if cfg.train.resume else None
     resume_run = None
     if state and state.mlflow_run_id and state.completed_epoch > 0:
         try:
-            resume_run = client.get_run(state.mlflow_run_id)
-        except Exception:
-            log.warning("run %s of the checkpoint is not in %s; starting over in a new MLflow run",
+            resume_run = existing_run(client, state.mlflow_run_id)
+        except TrackingError as exc:
+            raise TrainingError(
+                f"{exc}\nThe checkpoint in {run_dir} (epoch {state.completed_epoch} of {cfg.train.epochs}) is kept; "
+                "run the same command again once the tracking store answers, and it resumes in that run."
+            ) from exc
+        if resume_run is None:
+            log.warning("run %s of the checkpoint does not exist in %s (deleted?); starting over in a new MLflow run",
                         state.mlflow_run_id, cfg.mlflow.tracking_uri)
     if state is None or resume_run is None:
         state = checkpoints.RunState(run_key=key)
     return state, resume_run
+
+
+def finished_training(state) -> bool:
+    """Whether the run's ranks already finished (all epochs, or stopped early by ``train.early_stopping_patience``):
+    its final weights are kept only then, so a re-run logs them instead of training again."""
+    return bool(state.extra.get("final_weights"))
 
 
 def shards_in_memory(t: TrainConfig, train_rows: int, val_rows: int, ranks: int,
@@ -334,7 +353,7 @@ def _run_ranks(cfg: PipelineConfig, job: RankJob, client, run_id: str, state, on
     try:
         results = launch_ranks(train_on_rank, job, job.ranks, job.run_dir, cfg)
     except Exception as exc:
-        tailer.stop()
+        tailer.stop(raise_error=False)
         if isinstance(exc, TrainingError):
             done = (checkpoints.read_state(job.run_dir) or state).completed_epoch
             raise TrainingError(
@@ -364,20 +383,19 @@ def _rank_errors(run_dir: str, exc: BaseException, lines: int = 8) -> str:
     """The end of the failed rank's traceback (``rank-<r>.error``), so nobody has to find executor logs.
 
     When one rank fails, Horovod shuts down and the other ranks fail too ("Horovod has been shut down");
-    Horovod may even name one of those as the first to exit. Only the ranks that failed for a reason
-    of their own are shown, else the rank Horovod names, else all."""
+    Horovod may even name one of those as the first to exit. Only the ranks that failed for a reason of
+    their own are shown. The others' collateral tracebacks go to the log file only: a rank lost to a
+    signal leaves no error of its own, and ``describe_failure`` has already named it and the signal."""
     try:
         errors = checkpoints.read_rank_errors(run_dir)
     except Exception:  # the run folder may be what failed
         return ""
     own = {r: text for r, text in errors.items() if "Horovod has been shut down" not in text}
-    first = failed_rank(exc)
-    if own:
-        errors = own
-    elif first in errors:
-        errors = {first: errors[first]}
-    parts = []
     for rank, text in sorted(errors.items()):
+        if rank not in own:
+            _log_file_only.info("rank %d stopped because another rank was lost:\n%s", rank, text.strip())
+    parts = []
+    for rank, text in sorted(own.items()):
         tail = "\n".join("    " + line for line in text.strip().splitlines()[-lines:])
         parts.append(f"\nrank {rank} failed with:\n{tail}")
     return "".join(parts)

@@ -23,12 +23,6 @@ def first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def failed_rank(exc: BaseException) -> int | None:
-    """The rank Horovod reports as the first to fail, if it names one."""
-    match = re.search(r"Process name: (\d+)\s+Exit code:", "\n".join(str(e) for e in chain(exc)))
-    return int(match.group(1)) if match else None
-
-
 def describe_failure(exc: BaseException) -> str:
     """Names the lost rank when Horovod reports one ("Process name: 1 / Exit code: -9")."""
     text = "\n".join(str(e) for e in chain(exc))

@@ -24,6 +24,8 @@ class EpochTailer:
     A tracking server that is away does not stop training: the record stays on disk and is logged
     later (``log_missing_epochs``). ``on_record(record) -> bool`` sees each record once; when it returns
     True (a tuning trial to prune) the ranks are asked to stop and ``stopped_after`` holds that epoch.
+    When it raises (the tuner's storage failed, say), the ranks are asked to stop too, and ``stop``
+    raises that exception as it is: an epoch is judged, or the run fails saying why it was not.
     """
 
     def __init__(self, client, run_id: str, run_dir: str, epochs: int, interval_s: float = 2.0,
@@ -33,6 +35,7 @@ class EpochTailer:
         self._on_record = on_record
         self._logged = self._printed = self._judged = 0
         self.stopped_after: int | None = None
+        self.error: BaseException | None = None  # what on_record raised
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="epoch-tailer", daemon=True)
 
@@ -40,10 +43,14 @@ class EpochTailer:
         self._logged = self._printed = self._judged = already_logged
         self._thread.start()
 
-    def stop(self) -> list[dict]:
+    def stop(self, raise_error: bool = True) -> list[dict]:
+        """Stops tailing (one last poll) and returns every epoch record; raises what ``on_record`` raised,
+        unless ``raise_error`` is False (the ranks failed: their error is the one to report)."""
         self._stop.set()
         self._thread.join(timeout=60)
         self._poll_quietly()
+        if self.error is not None and raise_error:
+            raise self.error
         return checkpoints.read_epochs(self._run_dir)
 
     def _loop(self) -> None:
@@ -53,8 +60,8 @@ class EpochTailer:
     def _poll_quietly(self) -> None:
         try:
             self.poll()
-        except Exception as exc:  # keep training going; what is not logged now is logged at the end
-            log.warning("epoch records not logged to MLflow yet: %s", first_line(exc))
+        except Exception as exc:  # keep training going; what is not read or logged now is at the end
+            log.warning("epoch records not read or not logged to MLflow yet: %s", first_line(exc))
 
     def poll(self) -> None:
         for record in checkpoints.read_epochs(self._run_dir):
@@ -68,10 +75,17 @@ class EpochTailer:
                 self._printed = step
             if step > self._judged and self._on_record is not None and self.stopped_after is None:
                 self._judged = step
-                if self._on_record(record):
+                try:
+                    stop = self._on_record(record)
+                except Exception as exc:
+                    self.error, stop = exc, True
+                    log.error("judging epoch %d failed (%s: %s); stopping the ranks", step, type(exc).__name__,
+                              first_line(exc))
+                if stop:
                     checkpoints.request_stop(self._run_dir)
                     self.stopped_after = step
-                    log.info("stopping the ranks after epoch %d", step)
+                    if self.error is None:
+                        log.info("stopping the ranks after epoch %d", step)
             if step > self._logged:
                 self._client.log_batch(self._run_id, metrics=_metrics(record, int(time.time() * 1000)))
                 self._logged = step

@@ -162,7 +162,7 @@ def tune(spark, cfg: PipelineConfig) -> TuneResult:
     import mlflow
     import optuna
 
-    from pipeline.io.tracking import setup_experiment
+    from pipeline.io.tracking import existing_run, setup_experiment
     from pipeline.train.driver import train
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -171,13 +171,11 @@ def tune(spark, cfg: PipelineConfig) -> TuneResult:
     _recover_interrupted(study)
     experiment_id = setup_experiment(cfg.mlflow)
     parent_id = study.user_attrs.get(_PARENT_RUN_ATTR)
-    if parent_id is not None:
-        try:
-            mlflow.MlflowClient().get_run(parent_id)
-        except Exception:
-            log.warning("the study's MLflow run %s is not in %s; starting a new parent run", parent_id,
-                        cfg.mlflow.tracking_uri)
-            parent_id = None
+    if parent_id is not None and existing_run(mlflow.MlflowClient(), parent_id) is None:
+        # only a run the store says does not exist; any other failure of the lookup stops here (TrackingError)
+        log.warning("the study's MLflow run %s does not exist in %s (deleted?); starting a new parent run",
+                    parent_id, cfg.mlflow.tracking_uri)
+        parent_id = None
     remaining = max(0, t.trials - _finished(study))
     log.info("study %s (%s, %s %s): %d of %d trials done, %d to run%s", t.study, storage_url, _direction(t.metric),
              t.metric, t.trials - remaining, t.trials, remaining,

@@ -125,6 +125,33 @@ def test_registry_per_class_regression_blocks_promotion(registry, trained_weight
     assert _champion(client, cfg.mlflow.registered_model) == v1
 
 
+def test_a_champion_moved_during_the_evaluation_is_not_replaced(registry, trained_weights, monkeypatch):
+    """The alias is read, scoring takes minutes, then the alias would move: if someone moved it meanwhile,
+    the candidate was never compared with the new champion, so the alias stays where they put it."""
+    from pipeline.evaluate import promote
+
+    cfg, register, client = registry
+    name = cfg.mlflow.registered_model
+    v1 = register(trained_weights)
+    evaluate_and_promote(cfg)
+    v2 = register(trained_weights)
+    v3 = register(trained_weights)
+    real_score = promote.score_model
+
+    def score_while_another_evaluation_promotes(model_uri, root):
+        scores = real_score(model_uri, root)
+        client.set_registered_model_alias(name, "champion", v2)  # another evaluation finished first
+        return scores
+
+    monkeypatch.setattr(promote, "score_model", score_while_another_evaluation_promotes)
+    decision = evaluate_and_promote(cfg, version=v3)
+    assert not decision.promote and decision.champion_version == v1
+    assert decision.reason.startswith(f"@champion moved from version {v1} to version {v2} while this evaluation ran")
+    assert _champion(client, name) == v2
+    tags = client.get_model_version(name, v3).tags
+    assert tags["promotion.decision"] == "refused" and tags["promotion.reason"] == decision.reason
+
+
 def test_failed_evaluation_keeps_the_champion(registry, trained_weights, tmp_path):
     cfg, register, client = registry
     v1 = register(trained_weights)

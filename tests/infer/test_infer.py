@@ -128,6 +128,71 @@ def test_parquet_array_column_out_of_range_is_rejected(spark, champion, small_ar
     assert rejects["bad"]["note"] == "values 0..300"
 
 
+def test_pixel_values_that_are_not_integers_0_255_are_rejects_never_darker_images(spark, champion, small_arrays,
+                                                                                    tmp_path):
+    x, y = small_arrays["test"]
+    good = x[0].astype(float)
+    rows = {"good": good, "unit": good / 255, "nan": np.where(np.arange(784) == 3, np.nan, good),
+            "inf": np.where(np.arange(784) == 3, np.inf, good), "fraction": good + 0.5 * (np.arange(784) == 9),
+            "bad-label": good}
+    labels = {"good": float(y[0]), "unit": float(y[0]), "nan": 1.0, "inf": 1.0, "fraction": 1.0, "bad-label": 3.5}
+    table = pa.table({"id": list(rows), "image": [v.tolist() for v in rows.values()],
+                      "label": [labels[k] for k in rows]})
+    (tmp_path / "table").mkdir()
+    pq.write_table(table, tmp_path / "table" / "part-0.parquet")
+    summary = batch_infer(spark, _cfg(champion, tmp_path, "parquet", tmp_path / "table"))
+    predictions, rejects, _ = _outputs(tmp_path)
+    assert set(predictions) == {"good"} and summary["rows_scored"] == 1 and summary["rejects"] == 5
+    assert rejects["unit"]["reject_reason"] == "pixel values not integers; expected integers 0-255 " \
+                                               "(infer.pixel_scale=0-1 scales values in 0-1)"
+    assert rejects["nan"]["reject_reason"] == rejects["inf"]["reject_reason"] == \
+        "pixel values not finite (NaN or infinity)"
+    assert rejects["nan"]["note"] == "1 values such as nan" and rejects["inf"]["note"] == "1 values such as inf"
+    assert rejects["fraction"]["note"].startswith("1 values such as ")
+    assert rejects["bad-label"]["reject_reason"] == "label is not an integer 0-9"
+    assert rejects["bad-label"]["note"] == "label 3.5"
+
+    # said on purpose: values in 0-1 are scaled to 0-255 and score as the integer image does
+    unit = pa.table({"id": ["unit", "int"], "image": [rows["unit"].tolist(), [v / 255 for v in good.tolist()]],
+                     "label": [int(y[0])] * 2})
+    pq.write_table(unit, tmp_path / "table" / "part-0.parquet")
+    batch_infer(spark, _cfg(champion, tmp_path, "parquet", tmp_path / "table", pixel_scale="0-1"))
+    scaled, rejects, _ = _outputs(tmp_path)
+    assert not rejects and set(scaled) == {"unit", "int"}  # the same image, batched differently: float noise only
+    assert np.allclose(scaled["unit"]["probabilities"], predictions["good"]["probabilities"], rtol=1e-4, atol=1e-7)
+
+
+def test_binary_images_with_a_label_that_is_not_a_digit_are_rejects(spark, champion, small_arrays, tmp_path):
+    x, _ = small_arrays["test"]
+    table = pa.table({"id": ["a", "b", "c", "d"], "image": [x[i].tobytes() for i in range(4)],
+                      "label": ["3", "seven", "12", None]})
+    (tmp_path / "table").mkdir()
+    pq.write_table(table, tmp_path / "table" / "part-0.parquet")
+    summary = batch_infer(spark, _cfg(champion, tmp_path, "parquet", tmp_path / "table"))
+    predictions, rejects, _ = _outputs(tmp_path)
+    assert set(predictions) == {"a", "d"} and predictions["a"]["label"] == 3 and predictions["d"]["label"] is None
+    assert {k: (r["reject_reason"], r["note"]) for k, r in rejects.items()} == {
+        "b": ("label is not an integer 0-9", "label seven"), "c": ("label is not an integer 0-9", "label 12")}
+    assert summary["labelled_rows"] == 1
+
+
+def test_sixteen_bit_images_are_read_as_they_are_or_rejected(spark, champion, small_arrays, tmp_path):
+    x, _ = small_arrays["test"]
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(x[0].reshape(28, 28).astype(np.uint16)).save(folder / "fits.png")  # 16-bit, values 0-255
+    Image.fromarray(x[0].reshape(28, 28).astype(np.uint16) * 257).save(folder / "wide.png")  # values to 65535
+    Image.fromarray(x[0].reshape(28, 28), mode="L").save(folder / "gray.png")
+    batch_infer(spark, _cfg(champion, tmp_path, "images", folder))
+    predictions, rejects, _ = _outputs(tmp_path)
+    (key, wide), = rejects.items()
+    assert key.endswith("wide.png")
+    assert wide["reject_reason"] == "pixel values out of range; expected 0-255" and wide["note"].startswith("I")
+    fits = next(v for k, v in predictions.items() if k.endswith("fits.png"))
+    gray = next(v for k, v in predictions.items() if k.endswith("gray.png"))
+    assert np.allclose(fits["probabilities"], gray["probabilities"], rtol=1e-4, atol=1e-7)
+
+
 def test_image_folder_accounts_for_every_file(spark, champion, small_arrays, tmp_path):
     x, _ = small_arrays["test"]
     folder = tmp_path / "images"

@@ -88,3 +88,36 @@ def test_ranks_get_no_tracking_uri_or_credentials():
                             "DATABRICKS_TOKEN": "dapi-s3cret", "AWS_ACCESS_KEY_ID": "kept", "PATH": "/usr/bin"})
     assert not {"MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_URI", "DATABRICKS_TOKEN"} & set(env)
     assert env["AWS_ACCESS_KEY_ID"] == "kept" and env["PATH"] == "/usr/bin" and env["TF_USE_LEGACY_KERAS"] == "1"
+
+
+COLLATERAL = ("Traceback (most recent call last):\n  File \"worker.py\", line 9, in fit\n"
+              "horovod.common.exceptions.HorovodInternalError: Horovod has been shut down. This was caused by an "
+              "exception on one of the ranks or an attempt to allreduce ...\n")
+OWN = "Traceback (most recent call last):\n  File \"worker.py\", line 5, in load\nOSError: disk on fire\n"
+
+
+def test_a_rank_lost_to_a_signal_is_named_without_the_others_collateral_traceback(tmp_path, caplog):
+    from pipeline.train.driver import _rank_errors
+
+    (tmp_path / "rank-0.error").write_text(COLLATERAL)  # the survivor, stopped by Horovod; rank 1 left nothing
+    exc = RuntimeError("Horovod detected that one or more processes exited with non-zero status\n"
+                       "Process name: 1\nExit code: -9")
+    with caplog.at_level("INFO", logger="mnist_pipeline.details"):
+        shown = describe_failure(exc) + _rank_errors(str(tmp_path), exc)
+    assert shown == "rank 1 was lost (exit code -9, killed by signal 9 (SIGKILL)); Horovod stopped the other ranks"
+    assert "Horovod has been shut down" in caplog.text  # kept for the log file
+    assert not any(r.name.startswith("pipeline") for r in caplog.records)  # which the console never shows
+
+    (tmp_path / "rank-1.error").write_text(OWN)  # a rank that failed for a reason of its own is shown
+    shown = _rank_errors(str(tmp_path), RuntimeError("Process name: 0\nExit code: 1"))
+    assert shown.startswith("\nrank 1 failed with:\n") and "OSError: disk on fire" in shown
+    assert "rank 0" not in shown and "shut down" not in shown
+
+
+def test_a_run_that_stopped_early_counts_as_finished():
+    from pipeline.train.checkpoints import RunState
+    from pipeline.train.driver import finished_training
+
+    stopped_early = RunState(run_key="k", completed_epoch=7, extra={"final_weights": "final-weights.npz"})
+    assert finished_training(stopped_early)  # 7 of 20 epochs, then early stopping: no training on the re-run
+    assert not finished_training(RunState(run_key="k", completed_epoch=7))  # a crash after epoch 7: resume
