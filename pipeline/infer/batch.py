@@ -21,7 +21,8 @@ from pipeline.config import PipelineConfig
 from pipeline.errors import PipelineError
 from pipeline.infer.inputs import input_path, load_input
 from pipeline.io import storage
-from pipeline.io.dataset import split_path, swap_into_place
+from pipeline.io.dataset import split_path
+from pipeline.io.publish import swap_into_place
 from pipeline.io.fs import HadoopFS, display_path, qualify
 
 log = logging.getLogger(__name__)

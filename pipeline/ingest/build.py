@@ -43,13 +43,12 @@ from pipeline.io.dataset import (
     SCHEMA_VERSION,
     SPLITS,
     count_row_groups,
-    new_staging_path,
     parquet_files,
     split_path,
-    swap_into_place,
 )
 from pipeline.io.fs import HadoopFS, qualify
 from pipeline.io.progress import SparkProgress
+from pipeline.io.publish import new_staging_path, swap_into_place
 from pipeline.sources.files import STAGED_SCHEMA, check_all_read, parse_inputs, plan_units
 
 log = logging.getLogger(__name__)

@@ -110,6 +110,11 @@ class HadoopFS:
             raise OSError(f"renaming {src} to {dst} failed")
 
     def write_bytes(self, path: str, data: bytes) -> None:
+        q = qualify(path)
+        if q.startswith("/"):  # a local file: no Hadoop checksum (.crc) file beside it
+            with open(q, "wb") as handle:
+                handle.write(data)
+            return
         jpath = self._path(path)
         stream = self._fs(jpath).create(jpath, True)
         try:
@@ -141,8 +146,15 @@ class HadoopFS:
             stream.close()
         return True
 
-    def modified_seconds_ago(self, path: str) -> float:
-        import time
-
+    def read_text(self, path: str) -> str:
+        """The text of a small file (a lock's content)."""
+        q = qualify(path)
+        if q.startswith("/"):
+            with open(q) as handle:
+                return handle.read()
         jpath = self._path(path)
-        return time.time() - self._fs(jpath).getFileStatus(jpath).getModificationTime() / 1000
+        stream = self._fs(jpath).open(jpath)
+        try:
+            return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream)).decode()
+        finally:
+            stream.close()
