@@ -22,8 +22,8 @@ from pipeline.errors import PipelineError
 from pipeline.infer.inputs import input_path, load_input
 from pipeline.io import storage
 from pipeline.io.dataset import split_path
-from pipeline.io.publish import swap_into_place
 from pipeline.io.fs import HadoopFS, display_path, qualify
+from pipeline.io.publish import swap_into_place
 
 log = logging.getLogger(__name__)
 
