@@ -34,7 +34,7 @@ def load_model_once(model_dir: str):
         return _loaded[model_dir]
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from pipeline.train.devices import use_task_gpus
+    from pipeline.io.gpus import use_task_gpus
 
     use_task_gpus()
     import tensorflow as tf

@@ -102,7 +102,7 @@ def keep_one_per_image(rows: DataFrame) -> DataFrame:
 
 def val_hash(seed: int):
     """The val hash of an id: Spark's ``xxhash64(id, seed)``. The parse tasks compute it in Python
-    (``pipeline.ingest.write.spark_xxhash64_id_seed``) and stage it as ``vh``; this is the definition,
+    (``pipeline.sources.hashing.spark_xxhash64_id_seed``) and stage it as ``vh``; this is the definition,
     held equal to theirs by a test, so that a dataset's val rows stay the same across versions."""
     return F.xxhash64("id", F.lit(seed))
 

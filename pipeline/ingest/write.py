@@ -17,24 +17,8 @@ a sort within it): about two thirds of ingest's time at 1M images on 2 cores (do
 
 from __future__ import annotations
 
-import struct
-
 # The copy key's layout; build.py's ``copy_key`` computes the same in Spark.
 KEY_SRC_BITS, KEY_IDX_BITS, KEY_LABEL_BITS = 26, 32, 4
-_XXHASH_SEED = 42  # the seed of Spark's xxhash64() for its first column
-
-
-def spark_xxhash64_id_seed(ids: list[str], seed: int) -> list[int]:
-    """Spark's ``xxhash64(id, lit(seed))`` for each id: XXH64 of the id's UTF-8 bytes (seed 42), then
-    of the seed as a little-endian int (or long, beyond 32 bits) seeded with that; a signed long."""
-    import xxhash
-
-    tail = struct.pack("<i", seed) if -(1 << 31) <= seed < (1 << 31) else struct.pack("<q", seed)
-    out = []
-    for ident in ids:
-        h = xxhash.xxh64_intdigest(tail, xxhash.xxh64_intdigest(ident.encode("utf-8"), _XXHASH_SEED))
-        out.append(h - (1 << 64) if h >= 1 << 63 else h)
-    return out
 
 
 def copy_keys(split, src, idx, label):

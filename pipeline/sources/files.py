@@ -121,8 +121,8 @@ class _Sink:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from pipeline.ingest.write import spark_xxhash64_id_seed
         from pipeline.io import storage
+        from pipeline.sources.hashing import spark_xxhash64_id_seed
 
         tables = []
         for split, source, first, x, y in self.parts:

@@ -1,5 +1,5 @@
 """Which devices a process uses: a rank pins the GPU of its local rank and, where its host's ranks fill
-the cores, binds itself to its own block of cores; an inference task uses the GPU Spark assigned it."""
+the cores, binds itself to its own block of cores (the GPUs Spark assigns a task: pipeline.io.gpus)."""
 
 from __future__ import annotations
 
@@ -104,23 +104,3 @@ def core_ranges(cores: list[int]) -> str:
     return ",".join(out)
 
 
-def task_gpu_addresses() -> list[str]:
-    """The GPUs Spark assigned to the running task (``spark.task.resource.gpu.amount``); [] if none."""
-    try:
-        from pyspark import TaskContext
-    except ImportError:
-        return []
-    context = TaskContext.get()
-    if context is None:
-        return []
-    gpu = context.resources().get("gpu")
-    return list(gpu.addresses) if gpu is not None else []
-
-
-def use_task_gpus() -> list[str]:
-    """Makes TensorFlow in this Spark task see only the GPUs Spark assigned to it. Call before importing
-    TensorFlow in the task's process; does nothing when Spark assigns no GPU."""
-    addresses = task_gpu_addresses()
-    if addresses:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(addresses)
-    return addresses

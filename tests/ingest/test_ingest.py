@@ -233,7 +233,8 @@ def test_the_write_tasks_decide_as_spark_does(spark):
     import hashlib
 
     from pipeline.ingest.build import copy_key, val_hash
-    from pipeline.ingest.write import copy_keys, spark_xxhash64_id_seed
+    from pipeline.ingest.write import copy_keys
+    from pipeline.sources.hashing import spark_xxhash64_id_seed
 
     ids = [hashlib.sha256(str(i).encode()).hexdigest()[:32] for i in range(500)]
     for seed in (42, 0, -5, 2**31 - 1, 2**33 + 7):

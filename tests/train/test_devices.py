@@ -11,7 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline.train.devices import gpu_for_local_rank, pin_gpu, task_gpu_addresses
+from pipeline.io.gpus import task_gpu_addresses
+from pipeline.train.devices import gpu_for_local_rank, pin_gpu
 
 
 @pytest.mark.parametrize("gpus, local_rank, expected", [(0, 0, None), (0, 3, None), (1, 0, 0), (4, 0, 0), (4, 3, 3),
