@@ -25,6 +25,7 @@ setup(
         "PyYAML>=6",
         "xxhash>=2,<5",  # ingest's write tasks compute Spark's xxhash64 of ids (the val split) in Python
         "matplotlib>=3.7",
+        "Pillow>=9",  # batch inference decodes PNG/JPEG folders (infer.input_format=images)
         "optuna>=4,<6",  # mnist-pipeline tune; not on Databricks 15.4 ML, installs beside it (SQLAlchemy>=1.4.2)
     ],
     extras_require={"spark": ["pyspark>=3.5,<3.6"]},

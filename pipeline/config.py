@@ -70,7 +70,7 @@ BOUNDS = {
     "train.num_proc": "[1, inf)", "train.batch_size": "[1, inf)", "train.epochs": "[1, inf)",
     "train.steps_per_epoch": "[1, inf)", "train.validation_steps": "[1, inf)",
     "train.early_stopping_patience": "[0, inf)", "train.seed": _INT32, "train.shuffle_buffer": "[0, inf)",
-    "train.cache_max_mb": "[0, inf)", "train.threads_per_rank": "[1, inf)",
+    "train.cache_max_mb": "[0, inf)", "train.threads_per_rank": "[1, inf)", "train.keep_checkpoints": "[1, inf)",
     "train.backward_passes_per_step": "[1, inf)", "train.start_timeout_s": "[1, inf)",
     "train.dead_unit_batch": "[1, inf)", "train.misclassified_examples": "[0, inf)",
     "mlflow.http_retries": "[0, inf)", "mlflow.http_timeout_s": "[1, inf)",
@@ -174,6 +174,7 @@ class TrainConfig:
     cache_in_memory: str = "auto"
     cache_max_mb: int = 1024
     checkpoint_dir: str = "data/checkpoints"  # every rank and the driver must reach it
+    keep_checkpoints: int = 2  # the newest epochs' checkpoint folders kept in the run folder; older ones are deleted
     resume: bool = True  # an unfinished run with the same settings continues from its last epoch
     threads_per_rank: int | None = None  # None: the driver's cores divided by the ranks, at least 1
     fp16_allreduce: bool = False  # Horovod: send gradients as float16 (half the bytes per allreduce)

@@ -313,14 +313,18 @@ def _set_sql_conf(spark: SparkSession, values: dict[str, str | None]) -> dict[st
 
 
 def _code_version() -> str:
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(pipeline.__file__).parent,
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()
-        return f"{pipeline.__version__}+g{sha}"
-    except Exception:
+    """The package version, and the commit when the package runs from a git checkout of this project
+    (``<checkout>/pipeline`` beside ``<checkout>/.git``). An installed wheel (site-packages) is never
+    asked: git there would find no repository, or an unrelated one above it."""
+    checkout = Path(pipeline.__file__).resolve().parent.parent
+    if not ((checkout / ".git").exists() and (checkout / "setup.py").is_file()):
         return pipeline.__version__
+    try:
+        sha = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return pipeline.__version__
+    return f"{pipeline.__version__}+g{sha}"
 
 
 def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:

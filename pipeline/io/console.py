@@ -71,6 +71,7 @@ class Console:
         sys.stdout.flush()
         sys.stderr.flush()
         self._saved = (os.dup(1), os.dup(2))
+        self._given = (sys.stdout, sys.stderr)
         self.out = _stream_for(sys.stdout, 1, self._saved[0])
         self.err = _stream_for(sys.stderr, 2, self._saved[1])
         os.dup2(self._log.fileno(), 1)
@@ -103,6 +104,7 @@ class Console:
         for fd in self._saved:
             os.close(fd)
         for stream in (self.out, self.err):
-            if stream not in (sys.stdout, sys.stderr):
-                stream.flush()
+            if stream not in self._given:
+                stream.close()  # the console streams _stream_for opened on duplicated descriptors
+        self.out, self.err = self._given
         self._log.close()

@@ -2,6 +2,16 @@
 
 Training uses exactly this: Petastorm's ``make_batch_reader`` shards by Parquet row group, so rank
 ``r`` of ``n`` reads a disjoint part of the split, and the union over ranks is the whole split.
+
+Petastorm's reader is always opened repeating (``num_epochs=None``), and a finite read is cut at the
+shard's row count from the Parquet footers. Petastorm 0.13.1 decides "no more data" from two separate
+reads of state another thread changes (``ThreadPool.get_results``: every ventilated item processed,
+then the ventilator finished; ``DummyPool.get_results`` the same, the other way round). When the
+ventilator thread queues the shard's row groups and finishes between the two reads, the pass ends
+with row groups unread: at the start of a pass, an empty shard. A repeating reader's ventilator never
+finishes, so that decision is never taken; its pools hand row groups back in the order they were
+queued, so the first ``rows`` rows are one whole pass (bench/reader_short_read.py counts rows and
+distinct ids over hundreds of opens, for the old call and this one).
 """
 
 from __future__ import annotations
@@ -74,7 +84,7 @@ def open_split(
             shard, whatever ``shuffle_buffer`` says. Not with ``with_ids``.
 
     Raises:
-        petastorm.NoDataAvailableError: the split has fewer row groups than ``shard_count``.
+        ValueError: the split has fewer row groups than ``shard_count``.
     """
     import tensorflow as tf
     from petastorm import make_batch_reader
@@ -90,12 +100,16 @@ def open_split(
                                 shuffle=shuffle_buffer > 0 or shuffle_row_groups, seed=seed)
         return
     fields = ["id", "image", "label"] if with_ids else ["image", "label"]
+    # A finite read is a repeating reader cut at the shard's row count (from the footers): Petastorm's
+    # own end-of-data decision can fire before the row groups were read (module docstring).
+    rows = shard_rows(root, split, cur_shard, shard_count)  # also refuses a shard without a row group
+    rows = None if num_epochs is None else num_epochs * rows
     reader = make_batch_reader(
         to_url(split_path(root, split)),
         schema_fields=fields,
         cur_shard=cur_shard,
         shard_count=shard_count,
-        num_epochs=num_epochs,
+        num_epochs=None,
         shuffle_row_groups=shuffle_row_groups,
         seed=seed,
         workers_count=workers_count,
@@ -108,7 +122,12 @@ def open_split(
             return (image, label, batch.id) if with_ids else (image, label)
 
         dataset = make_petastorm_dataset(reader).map(decode, num_parallel_calls=2)
-        if shuffle_buffer > 0:
+        if rows is not None:
+            dataset = dataset.unbatch().take(rows)
+            if shuffle_buffer > 0:
+                dataset = dataset.shuffle(shuffle_buffer, seed=seed)
+            dataset = dataset.batch(batch_size)
+        elif shuffle_buffer > 0:
             dataset = dataset.unbatch().shuffle(shuffle_buffer, seed=seed).batch(batch_size)
         else:
             dataset = dataset.rebatch(batch_size)
@@ -127,14 +146,11 @@ def _quiet_petastorm() -> None:
 def load_shard(root: str, split: str, cur_shard: int | None = None, shard_count: int | None = None):
     """One shard of a split as two numpy arrays: images ``uint8 (rows, 28, 28, 1)`` and labels ``int32``.
 
-    Sharded by row group as Petastorm shards (the split's row groups, file by file in name order;
-    shard ``r`` of ``n`` takes every ``n``-th from the ``r``-th), read once with pyarrow and put in id
-    order (the order ingest writes them in), so a seeded shuffle of them is the same on every run.
-    Memory: ``ROW_BYTES_IN_MEMORY`` per row.
-
-    Not through Petastorm's reader: read that way (``num_epochs=1``, 2 reader threads), a rank once
-    got an empty shard, where the same call had read it whole before (bench/train_bench.py; the cause
-    inside Petastorm was not found). Here the row groups are read one by one.
+    Sharded by row group as Petastorm shards (``shard_pieces``), read once with pyarrow, row group by
+    row group, and put in id order (the order ingest writes them in), so a seeded shuffle of them is
+    the same on every run. Memory: ``ROW_BYTES_IN_MEMORY`` per row. Pyarrow rather than Petastorm's
+    reader: the pixels go from the Arrow buffer to one numpy array with no per-batch decode, and a
+    load is one pass, which Petastorm can only give as a repeating reader cut at a row count (above).
 
     Raises:
         ValueError: the split has fewer row groups than shards, or a row is not 784 bytes.
@@ -142,17 +158,13 @@ def load_shard(root: str, split: str, cur_shard: int | None = None, shard_count:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from pipeline.io.dataset import parquet_files, parquet_footers
+    from pipeline.io.dataset import parquet_files
 
     start = time.perf_counter()
-    path = split_path(root, split)
-    filesystem, _ = parquet_files(path)
-    pieces = [(f, g) for f, meta in parquet_footers(path) for g in range(meta.num_row_groups)]
-    mine = pieces if shard_count is None else pieces[cur_shard::shard_count]
-    if not mine:
-        raise ValueError(f"{path}: {len(pieces)} row groups, too few for shard {cur_shard} of {shard_count}")
+    filesystem, _ = parquet_files(split_path(root, split))
+    mine = shard_pieces(root, split, cur_shard, shard_count)
     images, labels, ids = [], [], []
-    for f, g in mine:
+    for f, g, _ in mine:
         with filesystem.open_input_file(f) as handle:
             table = pq.ParquetFile(handle).read_row_group(g, columns=["id", "image", "label"])
         for chunk in table.column("image").chunks:
@@ -188,6 +200,30 @@ def in_memory_dataset(images, labels, batch_size: int, num_epochs: int | None = 
     index = index.repeat(num_epochs).batch(batch_size)
     dataset = index.map(lambda i: (tf.gather(images_t, i), tf.gather(labels_t, i)), num_parallel_calls=2)
     return dataset.prefetch(2).with_options(_fixed_pipeline_options())
+
+
+def shard_pieces(root: str, split: str, cur_shard: int | None = None, shard_count: int | None = None):
+    """``(file, row group, rows)`` of one shard, sharded as Petastorm shards: the split's row groups,
+    file by file in name order; shard ``r`` of ``n`` takes every ``n``-th from the ``r``-th.
+
+    Raises:
+        ValueError: the split has fewer row groups than shards.
+        InputError: a damaged file, named.
+    """
+    from pipeline.io.dataset import parquet_footers
+
+    path = split_path(root, split)
+    pieces = [(f, g, meta.row_group(g).num_rows) for f, meta in parquet_footers(path)
+              for g in range(meta.num_row_groups)]
+    mine = pieces if shard_count is None else pieces[cur_shard::shard_count]
+    if not mine:
+        raise ValueError(f"{path}: {len(pieces)} row groups, too few for shard {cur_shard} of {shard_count}")
+    return mine
+
+
+def shard_rows(root: str, split: str, cur_shard: int | None = None, shard_count: int | None = None) -> int:
+    """Rows of one shard (the whole split when ``shard_count`` is None), from the Parquet footers."""
+    return sum(rows for _, _, rows in shard_pieces(root, split, cur_shard, shard_count))
 
 
 def split_rows(root: str, split: str) -> int:

@@ -108,10 +108,11 @@ class StopOnRequest(keras.callbacks.Callback):
 class RankZeroRecorder(keras.callbacks.Callback):
     """Rank 0 only: dead units, checkpoint, the epoch record (the driver logs it) and the resume state."""
 
-    def __init__(self, checkpoint, run_dir: str, probe_images, ranks: int, stop: StopOnRequest | None = None):
+    def __init__(self, checkpoint, run_dir: str, probe_images, ranks: int, stop: StopOnRequest | None = None,
+                 keep: int = 2):
         super().__init__()
         self._ckpt, self._run_dir, self._probe, self._ranks = checkpoint, run_dir, probe_images, ranks
-        self._stop = stop
+        self._stop, self._keep = stop, keep
 
     def on_epoch_end(self, epoch, logs=None):
         if self._stop is not None and self._stop.stopped:
@@ -128,6 +129,7 @@ class RankZeroRecorder(keras.callbacks.Callback):
         state.completed_epoch, state.checkpoint = epoch + 1, prefix
         state.weights_digest = checkpoints.weights_digest(self.model.get_weights())
         checkpoints.write_state(self._run_dir, state)
+        checkpoints.prune_checkpoints(self._run_dir, epoch + 1, self._keep)  # state.json names the new one now
 
 
 class FailAfterEpoch(keras.callbacks.Callback):

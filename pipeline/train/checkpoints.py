@@ -85,6 +85,16 @@ def save_checkpoint(checkpoint, run_dir: str, epoch: int) -> str:
     return name
 
 
+def prune_checkpoints(run_dir: str, newest: int, keep: int) -> list[str]:
+    """Deletes the ``ckpt-<epoch>/`` folders older than the newest ``keep`` (call once ``state.json``
+    names the newest); returns the names deleted."""
+    old = [name for name in storage.list_names(run_dir)
+           if name.startswith("ckpt-") and name[5:].isdigit() and int(name[5:]) <= newest - keep]
+    for name in old:
+        storage.delete(storage.join(run_dir, name))
+    return old
+
+
 @contextlib.contextmanager
 def local_checkpoint(run_dir: str, name: str):
     """A local copy of checkpoint folder ``name``: yields the prefix ``tf.train.Checkpoint.restore`` takes."""

@@ -201,7 +201,8 @@ def _train(job: RankJob):
         if rank == 0:
             with open_split(job.dataset_root, "val", tcfg.dead_unit_batch, num_epochs=1) as probe_ds:
                 probe_images = next(iter(probe_ds))[0]
-            callbacks.append(cb.RankZeroRecorder(ckpt, job.run_dir, probe_images, size, stop))
+            callbacks.append(cb.RankZeroRecorder(ckpt, job.run_dir, probe_images, size, stop,
+                                                 keep=tcfg.keep_checkpoints))
             fail_after = os.environ.get(cb.FAIL_AFTER_EPOCH_ENV)
             if fail_after:
                 callbacks.append(cb.FailAfterEpoch(int(fail_after)))

@@ -20,3 +20,28 @@ def test_log_file_drops_py4j_retry_notes_but_keeps_failures_and_pipeline_lines(t
     assert text.count("Exception while sending command.") == 1
     assert "ERROR root: Exception while sending command." in text
     assert "epoch 1/2 done" in text
+
+
+def test_the_console_closes_the_descriptors_it_duplicated(tmp_path):
+    """In a process whose stdout and stderr are real descriptors (as under the console script), each
+    command opens console streams on duplicates of them; none may outlive the command."""
+    import subprocess
+    import sys
+
+    script = f"""
+import os
+from pipeline.io.console import Console
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+before = open_fds()
+for _ in range(5):
+    with Console("probe", {str(tmp_path)!r}, verbose=False) as console:
+        console.out.write("line\\n")
+print(before, open_fds())
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    before, after = map(int, done.stdout.split()[-2:])
+    assert after == before, (before, after)
