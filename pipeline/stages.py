@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline.config import PipelineConfig
+from pipeline.errors import PipelineError
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def run_stage(name: str, cfg: PipelineConfig, spark=None) -> str:
     name = ALIASES.get(name, name)
     stage = STAGES.get(name)
     if stage is None:
-        raise ValueError(f"unknown stage {name!r}; expected one of {', '.join([*STAGES, *ALIASES])}")
+        raise PipelineError(f"unknown stage {name!r}; expected one of {', '.join([*STAGES, *ALIASES])}")
     versions.check(horovod=name in ("train", "retrain", "tune", "lr-find"))
     if spark is None and stage.needs_spark:
         from pipeline.io.spark import get_spark

@@ -150,4 +150,4 @@ def test_two_ingests_racing_on_one_output_leave_one_complete_dataset(small_array
     assert {s: len(r) for s, r in rows.items()} == {s: manifest["splits"][s]["rows"] for s in rows}
     winner = "sample" if manifest["rows_parsed"] == 10000 else "small"
     assert manifest["rows_parsed"] == (10000 if winner == "sample" else 300)
-    assert sorted(p.name for p in out.parent.iterdir()) == ["dataset"]  # no staging or old copies left
+    assert sorted(p.name for p in out.parent.iterdir()) == [".dataset.__lock", "dataset"]  # no staging or old copy

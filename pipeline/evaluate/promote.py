@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import numpy as np
-
 from pipeline.config import PipelineConfig, PromoteConfig
 from pipeline.errors import PipelineError
 
@@ -82,17 +80,11 @@ def score_model(model_uri: str, dataset_root: str) -> Scores:
     import mlflow
 
     from pipeline.evaluate import metrics
-    from pipeline.io.reader import check_whole_pass, open_split
+    from pipeline.evaluate.report import score_split
 
     model = mlflow.pyfunc.load_model(model_uri)
-    labels, predicted = [], []
-    with open_split(dataset_root, "test", 1024) as ds:
-        for image, label in ds:
-            probs = np.asarray(model.predict(image.numpy().astype(np.float32)))
-            predicted.append(probs.argmax(axis=1))
-            labels.append(label.numpy())
-    check_whole_pass(dataset_root, "test", sum(len(y) for y in labels))  # no scores of a partial split
-    matrix = metrics.confusion_matrix(np.concatenate(labels), np.concatenate(predicted))
+    _, labels, probs = score_split(model.predict, dataset_root)
+    matrix = metrics.confusion_matrix(labels, probs.argmax(axis=1))
     recall = {c: s["recall"] for c, s in metrics.per_class_scores(matrix).items()}
     return Scores(accuracy=metrics.accuracy(matrix), class_recall=recall)
 

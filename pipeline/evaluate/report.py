@@ -16,18 +16,25 @@ class TestReport:
     per_class: dict[int, dict[str, float]]
 
 
-def predict_test_split(model, dataset_root: str, batch_size: int = 512):
-    """Predicts the whole test split on the driver: (images, labels, probabilities)."""
-    from pipeline.io.reader import check_whole_pass, open_split
+def score_split(predict, dataset_root: str, split: str = "test", batch_size: int = 1024):
+    """The one scorer of a split, on the driver: ``(images, labels, probabilities)`` over every row.
 
-    images, labels, probs = [], [], []
-    with open_split(dataset_root, "test", batch_size) as ds:
-        for image, label in ds:
-            images.append(image.numpy())
-            labels.append(label.numpy())
-            probs.append(model.predict_on_batch(image))
-    check_whole_pass(dataset_root, "test", sum(len(y) for y in labels))  # no accuracy of a partial split
-    return np.concatenate(images), np.concatenate(labels), np.concatenate(probs)
+    ``predict`` maps a float32 batch ``(n, 28, 28, 1)`` of raw pixels to ``(n, 10)`` probabilities (a
+    Keras model's ``predict_on_batch``, a pyfunc model's ``predict``). The split is read whole with
+    ``io.reader.load_shard`` (every row group, counted against the footers), in id order.
+    """
+    from pipeline.io.reader import check_whole_pass, load_shard
+
+    images, labels = load_shard(dataset_root, split)
+    check_whole_pass(dataset_root, split, len(labels))  # no accuracy of a partial split
+    probs = [np.asarray(predict(images[i:i + batch_size].astype(np.float32)))
+             for i in range(0, len(labels), batch_size)]
+    return images, labels, np.concatenate(probs)
+
+
+def predict_test_split(model, dataset_root: str):
+    """A Keras model on the whole test split: (images, labels, probabilities)."""
+    return score_split(model.predict_on_batch, dataset_root)
 
 
 def log_test_report(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, epochs: list[dict],

@@ -5,7 +5,7 @@ The lock that serialises the writers of one output needs no clock shared between
 compare-and-swap from the store, only an atomic "create if absent" (Hadoop's ``create(overwrite=false)``,
 ``O_EXCL`` locally):
 
-- The lock is a folder ``<output>.__lock/`` of numbered generations (``000001``, ``000002``, ...). The
+- The lock is a folder ``.<output name>.__lock/`` beside the output, of numbered generations (``000001``, ``000002``, ...). The
   highest generation is the lock; its file holds its holder's token and a refresh counter, or
   ``released``. A generation is taken by creating its file, so each number has exactly one holder.
 - The holder rewrites its generation (token and counter + 1) every ``stale_s / 4`` seconds.
@@ -18,8 +18,9 @@ compare-and-swap from the store, only an atomic "create if absent" (Hadoop's ``c
 - The holder checks its generation is still the highest and still its own before each rename of the
   swap and at release, which writes ``released`` only into its own generation. A holder that lost its
   lock (paused longer than ``stale_s``) stops with an error instead of renaming over another writer.
-- Taking generation n+1 deletes the older ones; one small file stays in ``<output>.__lock/`` between
-  writes.
+- Taking generation n+1 deletes the older ones; one small file stays in the lock folder between
+  writes (a deleted folder would let numbering start again at 1 beside a waiter that is about to
+  take n+1).
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ LOCK_TIMEOUT_S = 600.0
 RELEASED = "released"
 
 
+def lock_folder(root: str) -> str:
+    """``<parent>/.<name>.__lock``: beside the output, on its file system, and hidden (a leading dot), so
+    listings and Spark's file sources skip it."""
+    parent, _, name = qualify(root).rstrip("/").rpartition("/")
+    return f"{parent}/.{name}.__lock"
+
+
 def new_staging_path(root: str) -> str:
     return f"{qualify(root).rstrip('/')}.__staging-{uuid.uuid4().hex[:12]}"
 
@@ -60,7 +68,7 @@ class OutputLock:
                  poll_s: float = 0.2):
         if stale_s >= timeout_s:
             raise ValueError(f"lock stale age {stale_s} s must be shorter than the wait timeout {timeout_s} s")
-        self.fs, self.folder = fs, f"{qualify(root).rstrip('/')}.__lock"
+        self.fs, self.folder = fs, lock_folder(root)
         self.timeout_s, self.stale_s, self.poll_s = timeout_s, stale_s, poll_s
         self.token = f"{uuid.uuid4().hex}:{os.getpid()}@{socket.gethostname()}"
         self.generation: int | None = None

@@ -22,6 +22,7 @@ import time
 import warnings
 from collections.abc import Iterator
 
+from pipeline.errors import InputError
 from pipeline.io.dataset import split_path
 from pipeline.io.fs import to_url
 
@@ -84,7 +85,7 @@ def open_split(
             shard, whatever ``shuffle_buffer`` says. Not with ``with_ids``.
 
     Raises:
-        ValueError: the split has fewer row groups than ``shard_count``.
+        InputError: the split has fewer row groups than ``shard_count``.
     """
     import tensorflow as tf
     from petastorm import make_batch_reader
@@ -153,7 +154,7 @@ def load_shard(root: str, split: str, cur_shard: int | None = None, shard_count:
     load is one pass, which Petastorm can only give as a repeating reader cut at a row count (above).
 
     Raises:
-        ValueError: the split has fewer row groups than shards, or a row is not 784 bytes.
+        InputError: the split has fewer row groups than shards, or a row is not 784 bytes.
     """
     import numpy as np
     import pyarrow.parquet as pq
@@ -171,7 +172,7 @@ def load_shard(root: str, split: str, cur_shard: int | None = None, shard_count:
             # the pixels straight from the Arrow buffer (784 bytes a row): no object per row
             offsets = np.frombuffer(chunk.buffers()[1], np.int32)[chunk.offset:chunk.offset + len(chunk) + 1]
             if offsets[-1] - offsets[0] != 784 * len(chunk) or np.any(np.diff(offsets) != 784):
-                raise ValueError(f"{f}: an image that is not 784 bytes (was the split written by ingest?)")
+                raise InputError(f"{f}: an image that is not 784 bytes (was the split written by ingest?)")
             images.append(np.frombuffer(chunk.buffers()[2], np.uint8)[offsets[0]:offsets[-1]])
         labels.append(table.column("label").to_numpy().astype(np.int32))
         ids.append(table.column("id").to_numpy())
@@ -207,8 +208,7 @@ def shard_pieces(root: str, split: str, cur_shard: int | None = None, shard_coun
     file by file in name order; shard ``r`` of ``n`` takes every ``n``-th from the ``r``-th.
 
     Raises:
-        ValueError: the split has fewer row groups than shards.
-        InputError: a damaged file, named.
+        InputError: the split has fewer row groups than shards, or a damaged file (named).
     """
     from pipeline.io.dataset import parquet_footers
 
@@ -217,7 +217,8 @@ def shard_pieces(root: str, split: str, cur_shard: int | None = None, shard_coun
               for g in range(meta.num_row_groups)]
     mine = pieces if shard_count is None else pieces[cur_shard::shard_count]
     if not mine:
-        raise ValueError(f"{path}: {len(pieces)} row groups, too few for shard {cur_shard} of {shard_count}")
+        raise InputError(f"{path}: {len(pieces)} row groups, too few for shard {cur_shard} of {shard_count}; "
+                         "re-run ingest with a higher ingest.max_shards, or use fewer ranks")
     return mine
 
 
@@ -234,7 +235,7 @@ def split_rows(root: str, split: str) -> int:
 
 
 def check_whole_pass(root: str, split: str, rows: int) -> None:
-    """Raises RuntimeError unless ``rows`` is every row of the split (a pass that ended early)."""
+    """Raises ``InputError`` unless ``rows`` is every row of the split (a pass that ended early)."""
     expected = split_rows(root, split)
     if rows != expected:
-        raise RuntimeError(f"{split_path(root, split)}: read {rows} rows of {expected}; the reader ended early")
+        raise InputError(f"{split_path(root, split)}: read {rows} rows of {expected}; the reader ended early")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 
+from pipeline.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -45,7 +47,7 @@ def core_block(available: list[int], local_rank: int, local_size: int, threads: 
     if mode == "never" or (mode == "auto" and (local_size < 2 or need != len(cores))):
         return None
     if need > len(cores):
-        raise ValueError(f"train.bind_cores=always: {local_size} ranks on this host x {threads} threads "
+        raise ConfigError(f"train.bind_cores=always: {local_size} ranks on this host x {threads} threads "
                          f"(train.threads_per_rank) need {need} cores; this process may use {len(cores)} "
                          f"({core_ranges(cores)}); lower train.threads_per_rank or set train.bind_cores=auto")
     return cores[local_rank * threads:(local_rank + 1) * threads]

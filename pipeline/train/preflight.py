@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 
 from pipeline.config import PipelineConfig
-from pipeline.errors import InputError, PreflightError
+from pipeline.errors import ConfigError, InputError, PreflightError
 from pipeline.io import storage
 from pipeline.io.dataset import SPLITS, count_row_groups, read_manifest, split_path
 from pipeline.io.fs import qualify
@@ -71,7 +71,7 @@ def preflight(spark: SparkSession, cfg: PipelineConfig) -> Preflight:
         # here, in seconds (on a cluster each rank finds out on its host).
         try:
             core_block(sorted(os.sched_getaffinity(0)), 0, num_proc, threads, cfg.train.bind_cores)
-        except ValueError as exc:
+        except ConfigError as exc:
             raise PreflightError(str(exc)) from None
     return Preflight(num_proc=num_proc, manifest=manifest, threads_per_rank=threads)
 

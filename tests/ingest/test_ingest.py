@@ -72,7 +72,8 @@ def test_rerun_replaces_the_previous_dataset(spark, small_arrays, previous_datas
     on_disk = json.loads((previous_dataset / "manifest.json").read_text())
     assert on_disk == manifest
     assert len(read_split(previous_dataset, "test")) == 60
-    assert sorted(p.name for p in previous_dataset.parent.iterdir()) == [previous_dataset.name]
+    assert sorted(p.name for p in previous_dataset.parent.iterdir()) == [f".{previous_dataset.name}.__lock",
+                                                                         previous_dataset.name]  # the lock only
 
 
 def test_exact_duplicates_are_dropped_and_test_copies_win(spark, small_arrays, tmp_path):

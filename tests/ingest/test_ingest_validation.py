@@ -189,7 +189,8 @@ def test_bad_input_fails_with_clear_error_and_keeps_previous_dataset(
     with pytest.raises(InputError, match=message):
         ingest(spark, cfg)
     assert tree_snapshot(previous_dataset) == before
-    leftovers = [p.name for p in previous_dataset.parent.iterdir() if p.name != previous_dataset.name]
+    leftovers = [p.name for p in previous_dataset.parent.iterdir()
+                 if p.name not in (previous_dataset.name, f".{previous_dataset.name}.__lock")]
     assert leftovers == []
 
 

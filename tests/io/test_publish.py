@@ -47,8 +47,8 @@ def test_a_live_holder_keeps_its_lock_and_a_waiter_gives_up_in_time(spark, tmp_p
         assert not thread.is_alive()
     assert isinstance(outcome.get("error"), PipelineError), outcome
     assert "another writer has held" in str(outcome["error"]) and 1.0 <= outcome["after"] < 3.0
-    (generation,) = os.listdir(root + ".__lock")
-    assert open(os.path.join(root + ".__lock", generation)).read().startswith("released")  # released on exit
+    (generation,) = (tmp_path / ".out.__lock").iterdir()
+    assert generation.read_text().startswith("released")  # released on exit
     thread, outcome = _acquire(fs, root, timeout_s=1.0, stale_s=0.4)  # and taken at once by the next writer
     thread.join(timeout=10)
     assert outcome.get("value") and outcome["after"] < 0.5, outcome
@@ -58,7 +58,7 @@ def test_a_live_lock_with_an_old_modification_time_is_not_broken(spark, tmp_path
     """Clock skew between nodes: the holder's file times say "an hour ago" the whole time. Staleness is
     judged by the waiter's own clock watching the lock's refresh counter, so the waiter keeps waiting."""
     fs, root = HadoopFS(spark), str(tmp_path / "out")
-    folder = root + ".__lock"
+    folder = str(tmp_path / ".out.__lock")
     released = threading.Event()
 
     def skew():
@@ -84,7 +84,7 @@ def test_a_live_lock_with_an_old_modification_time_is_not_broken(spark, tmp_path
 
 def test_a_crashed_writers_lock_is_broken_by_exactly_one_of_many_waiters(spark, tmp_path):
     fs, root = HadoopFS(spark), str(tmp_path / "out")
-    folder = tmp_path / "out.__lock"
+    folder = tmp_path / ".out.__lock"
     folder.mkdir()
     (folder / "000007").write_text("dead-writer-token 41")  # never refreshed again
     inside, most, done = [0], [0], []
@@ -134,12 +134,12 @@ def test_a_holder_that_lost_its_lock_renames_nothing_and_leaves_the_new_holders_
         taker.acquire()  # breaks the paused holder's lock: its counter stopped moving
     finally:
         HangingRefreshFS.hang.clear()
-    with pytest.raises(LockLost, match=r"lost the lock .*out\.__lock \(generation 2 replaced 1\)"):
+    with pytest.raises(LockLost, match=r"lost the lock .*\.out\.__lock \(generation 2 replaced 1\)"):
         paused.check()
     paused.release()  # must not release the new holder's generation
     assert taker.holds()
     taker.release()
-    assert (tmp_path / "out.__lock" / "000002").read_text().startswith(f"released by {taker.token}")
+    assert (tmp_path / ".out.__lock" / "000002").read_text().startswith(f"released by {taker.token}")
 
 
 def test_two_writers_with_overlapping_swaps_always_leave_one_writers_complete_output(spark, tmp_path, monkeypatch):
@@ -182,7 +182,7 @@ def test_two_writers_with_overlapping_swaps_always_leave_one_writers_complete_ou
     assert most[0] == 1 and len(outputs) == 16
     assert all(len(seen) == 1 for seen in outputs), outputs  # after every swap: one writer's output, whole
     assert len(os.listdir(root)) == 4
-    assert sorted(os.listdir(tmp_path)) == ["out", "out.__lock"]  # no staging or old folder left behind
+    assert sorted(os.listdir(tmp_path)) == [".out.__lock", "out"]  # no staging or old folder left behind
 
 
 def test_the_stale_age_must_be_shorter_than_the_timeout(spark, tmp_path):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from pipeline.errors import InputError
 from pipeline.io.reader import open_split
 from tests.helpers import read_split
 
@@ -50,7 +51,7 @@ def test_batches_have_the_requested_size(sample_dataset):
 def test_more_shards_than_row_groups_is_refused(sample_dataset):
     root, _ = sample_dataset
     for num_epochs in (1, None):
-        with pytest.raises(ValueError, match=r"8 row groups, too few for shard 8 of 9"):
+        with pytest.raises(InputError, match=r"8 row groups, too few for shard 8 of 9"):
             with open_split(str(root), "val", batch_size=10, cur_shard=8, shard_count=9, num_epochs=num_epochs):
                 pass
 
@@ -142,7 +143,7 @@ def test_a_shard_in_memory_needs_a_row_group_of_its_own(sample_dataset):
 
     root, manifest = sample_dataset
     groups = manifest["splits"]["val"]["row_groups"]
-    with pytest.raises(ValueError, match=f"{groups} row groups, too few for shard {groups} of {groups + 1}"):
+    with pytest.raises(InputError, match=f"{groups} row groups, too few for shard {groups} of {groups + 1}"):
         load_shard(str(root), "val", groups, groups + 1)
 
 
@@ -152,5 +153,5 @@ def test_a_pass_that_ends_early_is_refused(sample_dataset):
     root, manifest = sample_dataset
     assert split_rows(str(root), "test") == manifest["splits"]["test"]["rows"]
     check_whole_pass(str(root), "test", manifest["splits"]["test"]["rows"])
-    with pytest.raises(RuntimeError, match=r"test: read 1999 rows of 2000; the reader ended early"):
+    with pytest.raises(InputError, match=r"test: read 1999 rows of 2000; the reader ended early"):
         check_whole_pass(str(root), "test", 1999)

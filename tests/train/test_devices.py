@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from pipeline.errors import ConfigError
 from pipeline.io.gpus import task_gpu_addresses
 from pipeline.train.devices import gpu_for_local_rank, pin_gpu
 
@@ -65,7 +66,7 @@ def test_ranks_on_a_host_take_consecutive_blocks_of_its_cores(available, local_s
 def test_always_with_too_few_cores_names_the_keys_to_change():
     from pipeline.train.devices import core_block
 
-    with pytest.raises(ValueError, match=r"2 ranks on this host x 2 threads .* need 4 cores; this process may use 3 "
+    with pytest.raises(ConfigError, match=r"2 ranks on this host x 2 threads .* need 4 cores; this process may use 3 "
                                          r"\(0-2\).*train.threads_per_rank"):
         core_block([0, 1, 2], 0, 2, 2, "always")
 
