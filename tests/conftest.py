@@ -1,6 +1,5 @@
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,9 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{_free_port()}"
 os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1")
 
-from pipeline.config import PipelineConfig, SparkConfig  # noqa: E402
+from pipeline.config import SparkConfig  # noqa: E402
 from pipeline.sources import formats  # noqa: E402
-from tests.helpers import SAMPLE_DIR  # noqa: E402
+from tests.helpers import SAMPLE_DIR, make_config  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -58,19 +57,6 @@ def small_arrays(sample_arrays):
     return {"train": (xtr[:240].copy(), ytr[:240].copy()), "test": (xte[:60].copy(), yte[:60].copy())}
 
 
-def make_config(root: Path, train: str, test: str, fmt: str = "idx", **ingest) -> PipelineConfig:
-    cfg = PipelineConfig()
-    cfg.data.root = str(root)
-    cfg.ingest.format = fmt
-    cfg.ingest.train = train
-    cfg.ingest.test = test
-    cfg.ingest.max_shards = ingest.pop("max_shards", 2)
-    for key, value in ingest.items():
-        setattr(cfg.ingest, key, value)
-    cfg.spark.progress_interval_s = 0
-    return cfg
-
-
 @pytest.fixture(scope="session")
 def sample_dataset(spark, tmp_path_factory):
     """The sample ingested once with the default settings; tests copy it, never change it."""
@@ -88,14 +74,6 @@ def previous_dataset(sample_dataset, tmp_path):
     root = tmp_path / "out" / "dataset"
     shutil.copytree(sample_dataset[0], root)
     return root
-
-
-def small_idx_inputs(folder: Path, arrays) -> tuple[str, str]:
-    from tests.helpers import write_idx_pair
-
-    write_idx_pair(folder, "train", *arrays["train"])
-    write_idx_pair(folder, "t10k", *arrays["test"])
-    return str(folder / "train-*"), str(folder / "t10k-*")
 
 
 @pytest.fixture

@@ -96,3 +96,22 @@ def stop_process_group(process: subprocess.Popen, timeout_s: float = 20) -> None
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+
+
+def make_config(root: Path, train: str, test: str, fmt: str = "idx", **ingest) -> PipelineConfig:
+    cfg = PipelineConfig()
+    cfg.data.root = str(root)
+    cfg.ingest.format = fmt
+    cfg.ingest.train = train
+    cfg.ingest.test = test
+    cfg.ingest.max_shards = ingest.pop("max_shards", 2)
+    for key, value in ingest.items():
+        setattr(cfg.ingest, key, value)
+    cfg.spark.progress_interval_s = 0
+    return cfg
+
+
+def small_idx_inputs(folder: Path, arrays) -> tuple[str, str]:
+    write_idx_pair(folder, "train", *arrays["train"])
+    write_idx_pair(folder, "t10k", *arrays["test"])
+    return str(folder / "train-*"), str(folder / "t10k-*")

@@ -82,8 +82,7 @@ def test_ingest_survives_a_lost_executor_with_identical_output(cluster, wheel, s
 
     from bench import synth
     from pipeline.ingest.build import ingest
-    from tests.conftest import make_config
-    from tests.helpers import read_split
+    from tests.helpers import make_config, read_split
     from tests.mlflow_server import free_port
 
     x, y = sample_arrays["train"]

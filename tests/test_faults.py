@@ -57,7 +57,10 @@ def test_killed_rank_fails_fast_names_the_rank_and_the_run_resumes(spark, sample
     failed_after = time.monotonic() - done["at"]
     thread.join()
     print(f"\nrank 1 (pid {done['result']}) killed; training failed {failed_after:.1f} s later")
-    assert failed_after < cfg.train.start_timeout_s / 2  # it did not wait for a timeout
+    # the lost rank is the cause, not a timeout, and rank 0's collateral "Horovod has been shut down"
+    # traceback is not shown as one (it is in the log file)
+    assert "rank 0 failed with" not in str(info.value) and "has been shut down" not in str(info.value)
+    assert "timed out" not in str(info.value).lower()
     (run_dir,) = (tmp_path / "checkpoints").iterdir()
     saved = checkpoints.read_state(str(run_dir))
     assert saved.completed_epoch >= 1 and (run_dir / saved.checkpoint / "ckpt.index").exists()
@@ -124,8 +127,8 @@ def test_damaged_parquet_file_fails_training_and_inference_fast_naming_it(spark,
         batch_infer(spark, icfg)
 
 
-def test_two_ingests_racing_on_one_output_leave_one_complete_dataset(small_arrays, tmp_path):
-    from tests.conftest import small_idx_inputs
+def test_two_ingests_racing_on_one_output_leave_one_complete_dataset(sample_arrays, small_arrays, tmp_path):
+    from tests.helpers import image_id, small_idx_inputs
 
     small_train, small_test = small_idx_inputs(tmp_path / "small", small_arrays)
     out = tmp_path / "out" / "dataset"
@@ -148,6 +151,11 @@ def test_two_ingests_racing_on_one_output_leave_one_complete_dataset(small_array
     manifest = json.loads((out / "manifest.json").read_text())
     rows = {s: read_split(out, s) for s in ("train", "val", "test")}
     assert {s: len(r) for s, r in rows.items()} == {s: manifest["splits"][s]["rows"] for s in rows}
-    winner = "sample" if manifest["rows_parsed"] == 10000 else "small"
-    assert manifest["rows_parsed"] == (10000 if winner == "sample" else 300)
+    # the dataset is exactly one input's images (each counted from the input files here), not a mix
+    images = {name: {image_id(x) for split in ("train", "test") for x in arrays[split][0]}
+              for name, arrays in (("sample", sample_arrays), ("small", small_arrays))}
+    written = {r[0] for split in rows.values() for r in split}
+    (winner,) = [name for name, ids in images.items() if written == ids]
+    arrays = sample_arrays if winner == "sample" else small_arrays
+    assert manifest["rows_parsed"] == sum(len(arrays[split][0]) for split in ("train", "test"))
     assert sorted(p.name for p in out.parent.iterdir()) == [".dataset.__lock", "dataset"]  # no staging or old copy

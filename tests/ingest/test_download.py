@@ -9,8 +9,7 @@ import pytest
 
 from pipeline.errors import InputError
 from pipeline.ingest.build import ingest
-from tests.conftest import make_config
-from tests.helpers import SAMPLE_DIR
+from tests.helpers import SAMPLE_DIR, make_config
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.ingest.build import ingest
-from tests.conftest import make_config, small_idx_inputs
-from tests.helpers import SAMPLE_DIR, csv_text, image_id, libsvm_text, read_split, write_idx_pair
+from tests.helpers import SAMPLE_DIR, csv_text, image_id, libsvm_text, make_config, read_split, small_idx_inputs, write_idx_pair
 
 
 def test_sample_counts_labels_and_balance(sample_dataset, sample_arrays):

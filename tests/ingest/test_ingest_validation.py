@@ -1,178 +1,24 @@
 """Every bad-input case: a clear error naming the file, and the previous dataset left intact."""
 
-import gzip
 import re
 
-import numpy as np
 import pytest
 
 from pipeline.errors import InputError
 from pipeline.ingest.build import ingest
-from tests.conftest import make_config
-from tests.helpers import csv_text, idx_images_bytes, idx_labels_bytes, libsvm_text, tree_snapshot, write_idx_pair
-
-
-def _good_test_pair(folder, arrays):
-    write_idx_pair(folder, "t10k", *arrays["test"])
-    return str(folder / "t10k-*")
-
-
-def _train_files(folder, images_bytes, labels_bytes, gz=True):
-    folder.mkdir(parents=True, exist_ok=True)
-    wrap = (lambda b: gzip.compress(b, mtime=0)) if gz else (lambda b: b)
-    suffix = ".gz" if gz else ""
-    (folder / f"train-images-idx3-ubyte{suffix}").write_bytes(wrap(images_bytes))
-    (folder / f"train-labels-idx1-ubyte{suffix}").write_bytes(wrap(labels_bytes))
-    return str(folder / "train-*")
-
-
-def wrong_magic(folder, a):
-    x, y = a["train"]
-    return _train_files(folder, idx_images_bytes(x, magic=0x00000801), idx_labels_bytes(y)), "idx"
-
-
-def truncated_raw(folder, a):
-    x, y = a["train"]
-    return _train_files(folder, idx_images_bytes(x)[:-100], idx_labels_bytes(y), gz=False), "idx"
-
-
-def truncated_gzip(folder, a):
-    x, y = a["train"]
-    folder.mkdir(parents=True)
-    (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_images_bytes(x), mtime=0)[:-500])
-    (folder / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_labels_bytes(y), mtime=0))
-    return str(folder / "train-*"), "idx"
-
-
-def header_too_small(folder, a):
-    x, y = a["train"]
-    return _train_files(folder, idx_images_bytes(x, count=len(x) - 5), idx_labels_bytes(y)), "idx"
-
-
-def absurd_header(folder, a):
-    x, y = a["train"]
-    return _train_files(folder, idx_images_bytes(x[:3], count=0xFFFFFFFF), idx_labels_bytes(y)), "idx"
-
-
-def absurd_label_header(folder, a):
-    x, y = a["train"]
-    return _train_files(folder, idx_images_bytes(x), idx_labels_bytes(y[:2], count=0xFFFFFFF0), gz=False), "idx"
-
-
-def count_mismatch(folder, a):
-    x, y = a["train"]
-    return _train_files(folder, idx_images_bytes(x), idx_labels_bytes(y[:-1])), "idx"
-
-
-def label_out_of_range(folder, a):
-    x, y = a["train"]
-    y = y.copy()
-    y[7] = 12
-    return _train_files(folder, idx_images_bytes(x), idx_labels_bytes(y)), "idx"
-
-
-def not_28x28(folder, a):
-    x, y = a["train"]
-    side = np.zeros((len(x), 32 * 32), dtype=np.uint8)
-    return _train_files(folder, idx_images_bytes(side, rows=32, cols=32), idx_labels_bytes(y)), "idx"
-
-
-def corrupt_gzip(folder, a):
-    x, y = a["train"]
-    data = bytearray(gzip.compress(idx_images_bytes(x), mtime=0))
-    data[200:260] = b"\xff" * 60
-    folder.mkdir(parents=True)
-    (folder / "train-images-idx3-ubyte.gz").write_bytes(bytes(data))
-    (folder / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_labels_bytes(y), mtime=0))
-    return str(folder / "train-*"), "idx"
-
-
-def gz_name_not_gzip(folder, a):
-    x, y = a["train"]
-    folder.mkdir(parents=True)
-    (folder / "train-images-idx3-ubyte.gz").write_bytes(idx_images_bytes(x))
-    (folder / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_labels_bytes(y), mtime=0))
-    return str(folder / "train-*"), "idx"
-
-
-def empty_file(folder, a):
-    x, y = a["train"]
-    return _train_files(folder, b"", idx_labels_bytes(y), gz=False), "idx"
-
-
-def zero_images(folder, a):
-    return _train_files(folder, idx_images_bytes(np.zeros((0, 784))), idx_labels_bytes(np.zeros(0))), "idx"
-
-
-def no_files_match(folder, a):
-    folder.mkdir(parents=True)
-    return str(folder / "nothing-here-*"), "idx"
-
-
-def missing_labels_file(folder, a):
-    x, _ = a["train"]
-    folder.mkdir(parents=True)
-    (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_images_bytes(x), mtime=0))
-    return str(folder / "train-*"), "idx"
-
-
-def libsvm_index_out_of_range(folder, a):
-    x, y = a["train"]
-    folder.mkdir(parents=True)
-    text = libsvm_text(x[:5], y[:5]).splitlines()
-    text[3] += " 785:10"
-    (folder / "train.txt").write_text("\n".join(text) + "\n")
-    return str(folder / "train.txt"), "libsvm"
-
-
-def libsvm_value_out_of_range(folder, a):
-    x, y = a["train"]
-    folder.mkdir(parents=True)
-    text = libsvm_text(x[:5], y[:5]).splitlines()
-    text[1] = text[1] + " 1:300"
-    (folder / "train.txt").write_text("\n".join(text) + "\n")
-    return str(folder / "train.txt"), "libsvm"
-
-
-def csv_pixel_out_of_range(folder, a):
-    x, y = a["train"]
-    x = x[:5].astype(np.int64)
-    x[2, 100] = 256
-    folder.mkdir(parents=True)
-    (folder / "train.csv").write_text(csv_text(x, y[:5]))
-    return str(folder / "train.csv"), "csv"
-
-
-def csv_wrong_columns(folder, a):
-    x, y = a["train"]
-    folder.mkdir(parents=True)
-    (folder / "train.csv").write_text(csv_text(x[:5, :700], y[:5], header=False))
-    return str(folder / "train.csv"), "csv"
-
-
-CASES = [
-    (wrong_magic, r"train-images-idx3-ubyte\.gz: magic number 0x00000801, expected 0x00000803"),
-    (truncated_raw, r"train-images-idx3-ubyte: header says 240 images of 28x28 \(188176 bytes\) but the data "
-                    r"holds 188076 bytes \(truncated\)"),
-    (truncated_gzip, r"train-images-idx3-ubyte\.gz: gzip stream ends early"),
-    (header_too_small, r"train-images-idx3-ubyte\.gz: header says 235 images .* holds more bytes"),
-    (absurd_header, r"train-images-idx3-ubyte\.gz: header says 4294967295 images of 28x28 \(3367254359296 bytes\) "
-                    r"but the data holds 2368 bytes \(truncated\)"),
-    (absurd_label_header, r"train-labels-idx1-ubyte: header says 4294967280 labels"),
-    (count_mismatch, r"train-images-idx3-ubyte\.gz holds 240 images but .*train-labels-idx1-ubyte\.gz holds 239 labels"),
-    (label_out_of_range, r"train-labels-idx1-ubyte\.gz: label index 7: label 12 is outside 0-9"),
-    (not_28x28, r"train-images-idx3-ubyte\.gz: images are 32x32, expected 28x28"),
-    (corrupt_gzip, r"train-images-idx3-ubyte\.gz: corrupt gzip data"),
-    (gz_name_not_gzip, r"train-images-idx3-ubyte\.gz: the name ends in \.gz but the file is not gzip data"),
-    (empty_file, r"train-images-idx3-ubyte: file is empty"),
-    (zero_images, r"train-images-idx3-ubyte\.gz: holds no images \(empty input\)"),
-    (no_files_match, r"no input files match ingest\.train='.*nothing-here-\*' \(empty input\)"),
-    (missing_labels_file, r"train-images-idx3-ubyte\.gz: no matching labels file \(expected .*train-labels-idx1-ubyte\.gz\)"),
-    (libsvm_index_out_of_range, r"train\.txt:4: index 785 is out of range; expected 1-784"),
-    (libsvm_value_out_of_range, r"train\.txt:2: pixel value '300' is out of range; expected an integer 0-255"),
-    (csv_pixel_out_of_range, r"train\.csv:4: pixel value '256' \(column 102\) is out of range"),
-    (csv_wrong_columns, r"train\.csv: rows have 701 columns; expected 785"),
-]
+from tests.bad_inputs import (
+    CASES,
+    corrupt_gzip,
+    count_mismatch,
+    good_test_pair,
+    gz_name_not_gzip,
+    header_too_small,
+    label_out_of_range,
+    train_files,
+    truncated_gzip,
+    wrong_magic,
+)
+from tests.helpers import csv_text, idx_images_bytes, idx_labels_bytes, libsvm_text, make_config, tree_snapshot
 
 
 @pytest.mark.parametrize("build, message", CASES, ids=[c[0].__name__ for c in CASES])
@@ -182,7 +28,7 @@ def test_bad_input_fails_with_clear_error_and_keeps_previous_dataset(
     before = tree_snapshot(previous_dataset)
     train, fmt = build(tmp_path / "in", small_arrays)
     if fmt == "idx":
-        test = _good_test_pair(tmp_path / "in", small_arrays)
+        test = good_test_pair(tmp_path / "in", small_arrays)
     else:
         test = train
     cfg = make_config(previous_dataset, train, test, fmt=fmt)
@@ -211,7 +57,7 @@ def test_bad_gzip_input_parsed_in_parts_fails_with_the_same_error(build, message
     train, _ = build(tmp_path / "in", small_arrays)
     plan = plan_idx_tasks(plan_units(HadoopFS(spark), "idx", "train", train), 1, 2)
     assert [t["parts"] for t in plan] == [2, 2]
-    cfg = make_config(previous_dataset, train, _good_test_pair(tmp_path / "in", small_arrays), records_per_task=1)
+    cfg = make_config(previous_dataset, train, good_test_pair(tmp_path / "in", small_arrays), records_per_task=1)
     with pytest.raises(InputError, match=message) as info:
         ingest(spark, cfg)
     assert str(info.value).count("\n  ") == 1, "one problem, reported once"
@@ -222,7 +68,7 @@ def test_bad_input_with_no_previous_dataset_writes_nothing(spark, small_arrays, 
     train, _ = label_out_of_range(tmp_path / "in", small_arrays)
     out = tmp_path / "out"
     out.mkdir()
-    cfg = make_config(out / "dataset", train, _good_test_pair(tmp_path / "in", small_arrays))
+    cfg = make_config(out / "dataset", train, good_test_pair(tmp_path / "in", small_arrays))
     with pytest.raises(InputError, match="label 12 is outside 0-9"):
         ingest(spark, cfg)
     assert list(out.iterdir()) == []
@@ -237,7 +83,7 @@ def test_all_bad_files_are_reported_together(spark, small_arrays, tmp_path):
     (folder / "train-a-labels-idx1-ubyte").write_bytes(idx_labels_bytes(y))
     (folder / "train-b-images-idx3-ubyte").write_bytes(idx_images_bytes(x))
     (folder / "train-b-labels-idx1-ubyte").write_bytes(idx_labels_bytes(y[:10]))
-    cfg = make_config(tmp_path / "out", str(folder / "train-*"), _good_test_pair(folder, small_arrays))
+    cfg = make_config(tmp_path / "out", str(folder / "train-*"), good_test_pair(folder, small_arrays))
     with pytest.raises(InputError) as info:
         ingest(spark, cfg)
     text = str(info.value)
@@ -259,9 +105,9 @@ def test_errors_in_a_raw_file_parsed_in_record_ranges_name_the_file(case, messag
         y[130] = 12  # in the third range of 50 records: the index is the file's, not the range's
     images = idx_images_bytes(x)[:-100] if case == "truncated" else idx_images_bytes(x)
     labels = idx_labels_bytes(y[:-1] if case == "count" else y)
-    train = _train_files(tmp_path / "in", images, labels, gz=False)
+    train = train_files(tmp_path / "in", images, labels, gz=False)
     before = tree_snapshot(previous_dataset)
-    cfg = make_config(previous_dataset, train, _good_test_pair(tmp_path / "in", small_arrays), records_per_task=1)
+    cfg = make_config(previous_dataset, train, good_test_pair(tmp_path / "in", small_arrays), records_per_task=1)
     with pytest.raises(InputError, match=message):
         ingest(spark, cfg)
     assert tree_snapshot(previous_dataset) == before
@@ -275,7 +121,7 @@ def test_an_input_removed_after_planning_is_reported_by_name(gz, spark, small_ar
     from pipeline.sources.files import parse_inputs, plan_units
 
     x, y = small_arrays["train"]
-    pattern = _train_files(tmp_path / "in", idx_images_bytes(x), idx_labels_bytes(y), gz=gz)
+    pattern = train_files(tmp_path / "in", idx_images_bytes(x), idx_labels_bytes(y), gz=gz)
     units = plan_units(HadoopFS(spark), "idx", "train", pattern)
     (tmp_path / "in" / ("train-labels-idx1-ubyte" + (".gz" if gz else ""))).unlink()
     parsed = parse_inputs(spark, "idx", units, "auto", spark.sparkContext.accumulator(0), 50,
@@ -290,9 +136,9 @@ def test_more_image_files_than_the_copy_key_holds_is_refused_up_front(spark, sma
     # the copy key numbers source files in 26 bits; shrunk to 1 bit here, two image files are too many
     monkeypatch.setattr("pipeline.ingest.build._KEY_SRC_BITS", 1)
     x, y = small_arrays["train"]
-    train = _train_files(tmp_path / "in", idx_images_bytes(x), idx_labels_bytes(y))
+    train = train_files(tmp_path / "in", idx_images_bytes(x), idx_labels_bytes(y))
     before = tree_snapshot(previous_dataset)
-    cfg = make_config(previous_dataset, train, _good_test_pair(tmp_path / "in", small_arrays))
+    cfg = make_config(previous_dataset, train, good_test_pair(tmp_path / "in", small_arrays))
     with pytest.raises(InputError, match=r"ingest.train and ingest.test match 2 image files; one ingest takes at most 1"):
         ingest(spark, cfg)
     assert tree_snapshot(previous_dataset) == before

@@ -10,8 +10,8 @@ import pytest
 
 from pipeline.errors import InputError
 from pipeline.sources import formats
+from tests.bad_inputs import CASES
 from tests.helpers import csv_text, idx_images_bytes, idx_labels_bytes, libsvm_text
-from tests.ingest.test_ingest_validation import CASES
 
 PLANNING_CASES = ("no_files_match", "missing_labels_file")  # refused before parsing (tested with Spark)
 

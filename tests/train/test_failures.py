@@ -1,17 +1,13 @@
 """Saying what failed: only a remote tracking server's outage is reported as one; everything else keeps
 its own message. And ranks are shipped only what they need (no tracking URI, no credentials)."""
 
-import os
 import pickle
 
 import pytest
 import requests
 
-from pipeline.config import PipelineConfig
 from pipeline.errors import InputError
-from pipeline.train.driver import rank_environment
 from pipeline.train.failures import describe_failure, is_tracking_failure
-from pipeline.train.worker import RankJob
 from tests.mlflow_server import free_port
 
 SERVER = "http://127.0.0.1:5000"
@@ -77,17 +73,36 @@ def test_a_lost_rank_is_named():
                                     "the other ranks"
 
 
-def test_ranks_get_no_tracking_uri_or_credentials():
-    cfg = PipelineConfig()
-    cfg.mlflow.tracking_uri = "https://user:s3cret-token@mlflow.example.com"
-    job = RankJob(model=cfg.model, optimizer=cfg.optimizer, train=cfg.train, dataset_root="/d", run_dir="/r",
-                  ranks=2, steps_per_epoch=10, val_steps=2, threads_per_rank=1)
-    shipped = pickle.dumps(job)
-    assert b"s3cret-token" not in shipped and b"mlflow.example.com" not in shipped
-    env = rank_environment({**os.environ, "MLFLOW_TRACKING_TOKEN": "s3cret-token", "MLFLOW_TRACKING_URI": "x",
-                            "DATABRICKS_TOKEN": "dapi-s3cret", "AWS_ACCESS_KEY_ID": "kept", "PATH": "/usr/bin"})
+@pytest.mark.slow
+def test_ranks_are_shipped_no_tracking_uri_or_credentials(spark, sample_dataset, tmp_path, monkeypatch):
+    """What the driver really hands Horovod (the job and the ranks' environment), caught at
+    ``horovod.spark.run``: a tracking URI or credential added anywhere on the way fails here."""
+    import horovod.spark
+
+    from pipeline.errors import TrainingError
+    from pipeline.train.driver import train
+    from tests.helpers import train_config
+
+    store = tmp_path / "s3cret-store"
+    store.mkdir()
+    cfg = train_config(tmp_path, sample_dataset[0], f"sqlite:///{store / 'mlflow.db'}", epochs=1)
+    for name, value in (("MLFLOW_TRACKING_TOKEN", "s3cret-token"), ("MLFLOW_TRACKING_URI", cfg.mlflow.tracking_uri),
+                        ("DATABRICKS_TOKEN", "dapi-s3cret"), ("AWS_ACCESS_KEY_ID", "kept")):
+        monkeypatch.setenv(name, value)
+    shipped = {}
+
+    def horovod_run(fn, args, env, **kwargs):
+        shipped.update(job=pickle.dumps(args), env=env)
+        raise RuntimeError("caught before any rank started")
+
+    monkeypatch.setattr(horovod.spark, "run", horovod_run)
+    with pytest.raises(TrainingError, match="caught before any rank started"):
+        train(spark, cfg)
+    assert b"s3cret" not in shipped["job"] and str(store).encode() not in shipped["job"]
+    env = shipped["env"]
     assert not {"MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_URI", "DATABRICKS_TOKEN"} & set(env)
-    assert env["AWS_ACCESS_KEY_ID"] == "kept" and env["PATH"] == "/usr/bin" and env["TF_USE_LEGACY_KERAS"] == "1"
+    assert not any("s3cret" in value for value in env.values())
+    assert env["AWS_ACCESS_KEY_ID"] == "kept" and env["TF_USE_LEGACY_KERAS"] == "1"
 
 
 COLLATERAL = ("Traceback (most recent call last):\n  File \"worker.py\", line 9, in fit\n"
