@@ -18,9 +18,9 @@ import math
 import posixpath
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -80,7 +80,8 @@ def copy_key():
 def keep_one_per_image(rows: DataFrame) -> DataFrame:
     """Which copy of each distinct image is kept, decided on narrow rows (no image bytes): the copy
     with the lowest ``copy_key`` (the test copy if there is one, else the first by source file and
-    index). One hash aggregation of fixed-width values.
+    index). The definition, in Spark: ingest decides with the id-range tasks of ``pipeline.ingest.decide``,
+    which a test holds equal to this.
 
     Takes rows of ``id, split, src, idx, label, vh``; returns one row per id: the kept copy's
     ``split``, ``label`` and ``key``, ``copies``, ``conflict`` (the copies do not all have one
@@ -124,14 +125,14 @@ def val_bucket(shift: int = _VAL_BUCKET_SHIFT):
     return F.shiftright(F.col("vh"), shift)
 
 
-def val_thresholds(kept, val_counts: dict[int, int], histogram: dict[tuple[int, int], int],
+def val_thresholds(decided: str, val_counts: dict[int, int], histogram: dict[tuple[int, int], int],
                    shift: int = _VAL_BUCKET_SHIFT) -> dict[int, tuple[int, str]]:
     """Per class, the last train row moved to val: ``val_counts[label]`` train rows of each class go
     to val, the first by a seeded hash of the id (then the id), so the choice is the same on every
     run and independent of partitioning. ``histogram`` holds the train rows per ``(label,
     val_bucket(shift))``; the rows of each class's boundary bucket come to the driver and are ranked there,
-    from ``kept``: a DataFrame of the kept rows (``id, split, label, vh``), or the folder of the
-    decided files (``pipeline.ingest.decide``), read here with pyarrow (no Spark job).
+    from ``decided``, the folder of the decided files (``pipeline.ingest.decide``), read here with
+    pyarrow (no Spark job).
     Returns ``{label: (hash, id)}`` of each class's last val row."""
     cut: dict[int, tuple[int, int]] = {}  # label -> (bucket, rank of the last val row within it)
     buckets: dict[int, list[int]] = {}
@@ -147,16 +148,8 @@ def val_thresholds(kept, val_counts: dict[int, int], histogram: dict[tuple[int, 
     if not cut:
         return {}
     rows: dict[int, list[tuple[int, str]]] = {lab: [] for lab in cut}
-    if isinstance(kept, str):
-        for lab, h, ident in bucket_rows(kept, {lab: b for lab, (b, _) in cut.items()}, shift):
-            rows[lab].append((h, ident))
-    else:
-        where = F.lit(False)
-        for lab, (bucket, _) in sorted(cut.items()):
-            where = where | ((F.col("label") == lab) & (val_bucket(shift) == bucket))
-        for r in (kept.where((F.col("split") == "train") & where)
-                  .select("label", "id", F.col("vh").alias("h")).collect()):
-            rows[int(r.label)].append((int(r.h), r.id))
+    for lab, h, ident in bucket_rows(decided, {lab: b for lab, (b, _) in cut.items()}, shift):
+        rows[lab].append((h, ident))
     return {lab: sorted(rows[lab])[rank - 1] for lab, (_, rank) in cut.items()}
 
 
@@ -245,8 +238,8 @@ def _bucket_key(bounds: list[str], keys: list[int]):
 # Rows per partition of the de-duplication's narrow rows (about 60 bytes a row).
 _DEDUPE_PARTITION_ROWS = 2_000_000
 # The images go from the staged files to their output files without a shuffle (pipeline/ingest/write.py)
-# when the kept copies of repeated images fit in a broadcast; else through one Spark shuffle.
-DIRECT_WRITE = True
+# when the kept copies of repeated images fit in a broadcast (_BROADCAST_DUPLICATES); else through one
+# Spark shuffle (_write_shuffled).
 # The write gets about one task per this many rows (at least one per core: each wave of Python tasks
 # costs about 0.1 s here, however little they do), which bounds what one task's Python worker holds:
 # the rows of its id range, of every split, and on to the end of the last file it writes.
@@ -256,9 +249,6 @@ _WRITE_TASK_ROWS = 65_536
 # The decisions get about one task per this many rows (at least one per core); a task holds its
 # range's narrow rows, about 100 bytes each.
 _DECIDE_TASK_ROWS = 262_144
-# Which copies are kept and the counts are decided by Python tasks over id ranges
-# (``pipeline.ingest.decide``); else by a Spark aggregation over a shuffle by id (``keep_one_per_image``).
-DECIDE_BY_ID_RANGE = True
 
 
 def _staged_files(staged: str) -> list[str]:
@@ -327,8 +317,134 @@ def _code_version() -> str:
     return f"{pipeline.__version__}+g{sha}"
 
 
+@dataclass
+class SplitPlan:
+    """What the decided counts make of the splits (``plan_splits``)."""
+
+    counts: dict[str, int]  # rows per split
+    classes: dict[str, dict[int, int]]  # rows per split and label
+    val_counts: dict[int, int]  # train rows per label moved to val
+    histogram: dict[tuple[int, int], int]  # train rows per (label, val bucket)
+    duplicates: dict[str, int]  # dropped copies, label conflicts
+    repeated: int  # distinct images that occur more than once
+    files: dict[str, int]  # Parquet files (row groups) per split
+
+
+def plan_splits(stats: list[tuple], val_fraction: float, max_shards: int, rows_per_row_group: int) -> SplitPlan:
+    """The splits' sizes from the decisions' counts, rows of ``(split, label, val bucket, kept, dropped,
+    repeated, conflicts)``: ``round(val_fraction * n)`` train rows of each class go to val.
+
+    Raises:
+        InputError: a split would hold fewer rows than ``max_shards`` row groups need.
+    """
+    kept: dict[tuple[str, int], int] = {}
+    for split, label, _, n, *_ in stats:
+        kept[split, label] = kept.get((split, label), 0) + n
+    val_counts = {lab: int(val_fraction * n + 0.5) for (s, lab), n in kept.items() if s == "train"}
+    classes = {
+        "train": {lab: n - val_counts[lab] for (s, lab), n in kept.items() if s == "train"},
+        "val": dict(val_counts),
+        "test": {lab: n for (s, lab), n in kept.items() if s == "test"},
+    }
+    counts = {s: sum(classes[s].values()) for s in SPLITS}
+    for split in SPLITS:
+        if counts[split] < max_shards:
+            raise InputError(f"split {split} would hold {counts[split]} rows, fewer than ingest.max_shards="
+                             f"{max_shards} row groups can be made of; add data or lower ingest.max_shards")
+    return SplitPlan(
+        counts=counts, classes=classes, val_counts=val_counts,
+        histogram={(label, b): n for split, label, b, n, *_ in stats if split == "train"},
+        duplicates={"dropped": sum(r[4] for r in stats), "label_conflicts": sum(r[6] for r in stats)},
+        repeated=sum(r[5] for r in stats),
+        files={s: max(max_shards, math.ceil(counts[s] / rows_per_row_group)) for s in SPLITS},
+    )
+
+
+def build_manifest(cfg: PipelineConfig, plan: SplitPlan, row_groups: dict[str, int], inputs: list[dict],
+                   rows_parsed: int, seconds: float) -> dict:
+    """The dataset's ``manifest.json``."""
+    icfg = cfg.ingest
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "code_version": _code_version(),
+        "format": icfg.format,
+        "seed": icfg.seed,
+        "val_fraction": icfg.val_fraction,
+        "max_shards": icfg.max_shards,
+        "rows_parsed": rows_parsed,
+        "duplicates": plan.duplicates,
+        "splits": {
+            s: {"rows": plan.counts[s], "row_groups": row_groups[s],
+                "classes": {str(k): v for k, v in sorted(plan.classes[s].items())}}
+            for s in SPLITS
+        },
+        "inputs": inputs,
+        "seconds": round(seconds, 2),
+    }
+
+
+def _parse(spark: SparkSession, cfg: PipelineConfig, fmt: str, units: list[dict], staged: str):
+    """Parses every unit on the executors into Parquet files under ``staged``; returns ``(inputs, rows)``:
+    the input files' rows for the manifest and the number of images parsed.
+
+    Raises:
+        InputError: any bad file (all of them named at once), or a file that was not read.
+    """
+    icfg, sc = cfg.ingest, spark.sparkContext
+    rows_parsed = sc.accumulator(0)
+    # Each parse task writes its images, with their ids, to a Parquet file of its own under the
+    # staging folder; only the per-file rows (checksums, counts, errors) come back to the driver.
+    parsed = parse_inputs(spark, fmt, units, icfg.csv_header, rows_parsed, icfg.records_per_task, staged,
+                          seed=icfg.seed)
+    with SparkProgress(sc, "ingest parse", cfg.spark.progress_interval_s, lambda: rows_parsed.value) as prog:
+        meta = parsed.drop("image").collect()
+    errors = sorted({m.message for m in meta if m.kind == "error"})
+    if errors:
+        more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
+        raise InputError("invalid input, nothing written:\n  " + "\n  ".join(errors[:10]) + more)
+    check_all_read(units, meta)
+    inputs = sorted(
+        ({"path": m.source, "split": m.split, "sha256": m.sha256, "bytes": m.nbytes, "rows": m.nrows}
+         for m in meta if m.kind == "file"),
+        key=lambda d: d["path"],
+    )
+    total = sum(int(m.nrows) for m in meta if m.kind == "file" and m.role != "labels")
+    log.info("ingest: parsed %s rows from %d files in %.1f s (%s rows/s)", f"{total:,}", len(inputs),
+             prog.elapsed, f"{total / max(prog.elapsed, 1e-9):,.0f}")
+    return inputs, total
+
+
+def _write_shuffled(spark: SparkSession, staged: str, decided: str, out: str, plan: SplitPlan,
+                    thresholds: dict[int, tuple[int, str]], bounds: dict[str, list[str]]) -> None:
+    """Writes the three splits under ``out/split=<name>/`` through one Spark shuffle: the way when the
+    repeated images are too many to broadcast their kept copies' keys (``_BROADCAST_DUPLICATES``)."""
+    images = spark.read.schema(STAGED_SCHEMA).parquet(staged)
+    if plan.repeated:  # some images occur more than once: keep only the chosen copy's row
+        kept_keys = (spark.read.schema(DECIDED_SCHEMA).parquet(decided).where(F.col("copies") > 1)
+                     .select("id", F.col("key").alias("kept_key")))
+        images = (images.join(kept_keys, "id", "left")
+                  .where(F.col("kept_key").isNull() | (F.col("kept_key") == copy_key()))
+                  .drop("kept_key"))
+    files = plan.files
+    keys = _partition_keys(sum(files.values()))
+    # each split's files get consecutive partitions, in id order; one shuffle writes all three
+    offsets = {s: sum(files[t] for t in SPLITS[:i]) for i, s in enumerate(SPLITS)}
+    key = F.lit(keys[0])
+    for s in reversed(SPLITS):
+        key = F.when(F.col("split") == s, _bucket_key(bounds[s], keys[offsets[s]:offsets[s] + files[s]])).otherwise(key)
+    (images.select("id", "image", F.col("label").cast("int").alias("label"), final_split(thresholds).alias("split"))
+     .withColumn("_key", key)
+     .repartition(sum(files.values()), "_key")
+     .sortWithinPartitions("split", "id")
+     .drop("_key")
+     .write.options(**_PARQUET_OPTIONS).partitionBy("split").parquet(out))
+
+
 def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
-    """Runs the ingest stage and returns the manifest it wrote.
+    """Runs the ingest stage and returns the manifest it wrote: parse (``_parse``), decide which copies
+    are kept and count (``_decide_by_id_range``), size the splits (``plan_splits``), pick the val rows
+    and the files' id ranges, write the files, swap the dataset in.
 
     Raises:
         InputError: any input problem; nothing is written and a previous dataset stays intact.
@@ -348,136 +464,51 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
     log.info("ingest: %d %s input files -> %s", len(units), fmt, root)
 
     sc = spark.sparkContext
-    rows_parsed = sc.accumulator(0)
     start = time.monotonic()
     staging = new_staging_path(root)
-    staged = storage.join(staging, "parsed")
-    cached = saved_conf = None
+    staged, decided, all_rows = (storage.join(staging, name) for name in ("parsed", "decided", "rows"))
+    saved_conf = None
     try:
-        # Each parse task writes its images, with their ids, to a Parquet file of its own under the
-        # staging folder; only the per-file rows (checksums, counts, errors) come back to the driver.
-        parsed = parse_inputs(spark, fmt, units, icfg.csv_header, rows_parsed, icfg.records_per_task, staged,
-                              seed=icfg.seed)
-        with SparkProgress(sc, "ingest parse", cfg.spark.progress_interval_s, lambda: rows_parsed.value) as prog:
-            meta = parsed.drop("image").collect()
-        errors = sorted({m.message for m in meta if m.kind == "error"})
-        if errors:
-            more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
-            raise InputError("invalid input, nothing written:\n  " + "\n  ".join(errors[:10]) + more)
-        check_all_read(units, meta)
-        inputs = sorted(
-            ({"path": m.source, "split": m.split, "sha256": m.sha256, "bytes": m.nbytes, "rows": m.nrows}
-             for m in meta if m.kind == "file"),
-            key=lambda d: d["path"],
-        )
-        total = sum(int(m.nrows) for m in meta if m.kind == "file" and m.role != "labels")
-        log.info("ingest: parsed %s rows from %d files in %.1f s (%s rows/s)", f"{total:,}", len(inputs),
-                 prog.elapsed, f"{total / max(prog.elapsed, 1e-9):,.0f}")
-
+        inputs, total = _parse(spark, cfg, fmt, units, staged)
         # De-duplication, the val split and the file ranges are decided on narrow rows (id, split, label,
         # copy key: about 50 bytes), by tasks that each own an id range; the images are read once more,
         # by the write's tasks, by id range too: no shuffle carries them.
-        # The decisions' shuffles (the sum of the id-range tasks' counts; all of them on the Spark path)
-        # get as many partitions as their narrow rows need, set here rather than by adaptive execution,
-        # which splits each query into a job per shuffle and keeps a cached aggregation at
-        # spark.sql.shuffle.partitions tiny tasks: 70,000 images took 4 jobs and 0.8 s to de-duplicate
-        # that way on the Spark path, 1 job and 0.4 s this way. Restored when ingest ends.
+        # The decisions' shuffles get as many partitions as their narrow rows need, set here rather than
+        # by adaptive execution, which splits each query into a job per shuffle and keeps a cached
+        # aggregation at spark.sql.shuffle.partitions tiny tasks. Restored when ingest ends.
         parts = max(sc.defaultParallelism, math.ceil(total / _DEDUPE_PARTITION_ROWS))
         saved_conf = _set_sql_conf(spark, {"spark.sql.adaptive.enabled": "false",
                                            "spark.sql.shuffle.partitions": str(parts)})
-        decided = storage.join(staging, "decided")
         shift = val_bucket_shift(total)
         with SparkProgress(sc, "ingest dedupe", cfg.spark.progress_interval_s) as dedupe_prog:
-            if DECIDE_BY_ID_RANGE:
-                kept, stats = None, _decide_by_id_range(spark, staged, decided, total, shift)
-            else:
-                images = spark.read.schema(STAGED_SCHEMA).parquet(staged)
-                narrow_rows = images.select("id", "split", "src", "idx", "label", "vh").repartition(parts, "id")
-                kept = cached = keep_one_per_image(narrow_rows).persist(StorageLevel.MEMORY_AND_DISK)
-                bucket = F.when(F.col("split") == "train", val_bucket(shift)).otherwise(F.lit(0)).alias("bucket")
-                # one row per (split, label, val bucket): about 10,000 rows, read as plain tuples
-                stats = [tuple(r) for r in kept.groupBy("split", "label", bucket).agg(
-                    F.count(F.lit(1)).alias("kept"), F.sum(F.col("copies") - 1).alias("dropped"),
-                    F.sum(F.when(F.col("copies") > 1, 1).otherwise(0)).alias("repeated"),
-                    F.sum(F.when(F.col("conflict"), 1).otherwise(0)).alias("conflicts"),
-                ).collect()]
-            n_repeated = sum(r[5] for r in stats)
-
-        def kept_rows() -> DataFrame:
-            """The kept rows, one per distinct image (``keep_one_per_image``), as a DataFrame."""
-            return kept if kept is not None else spark.read.schema(DECIDED_SCHEMA).parquet(decided)
-
-        kept_counts: dict[tuple[str, int], int] = {}
-        for split, label, _, n, *_ in stats:
-            kept_counts[split, label] = kept_counts.get((split, label), 0) + n
-        histogram = {(label, b): n for split, label, b, n, *_ in stats if split == "train"}
-        duplicates = {"dropped": sum(r[4] for r in stats), "label_conflicts": sum(r[6] for r in stats)}
-        val_counts = {lab: int(icfg.val_fraction * n + 0.5) for (s, lab), n in kept_counts.items() if s == "train"}
-        classes = {
-            "train": {lab: n - val_counts[lab] for (s, lab), n in kept_counts.items() if s == "train"},
-            "val": dict(val_counts),
-            "test": {lab: n for (s, lab), n in kept_counts.items() if s == "test"},
-        }
-        counts = {s: sum(classes[s].values()) for s in SPLITS}
+            stats = _decide_by_id_range(spark, staged, decided, total, shift)
+        plan = plan_splits(stats, icfg.val_fraction, icfg.max_shards, icfg.rows_per_row_group)
         log.info("ingest: %d exact-duplicate images dropped (%d with conflicting labels) in %.1f s; rows %s",
-                 duplicates["dropped"], duplicates["label_conflicts"], dedupe_prog.elapsed, counts)
-        for split in SPLITS:
-            if counts[split] < icfg.max_shards:
-                raise InputError(
-                    f"split {split} would hold {counts[split]} rows, fewer than ingest.max_shards="
-                    f"{icfg.max_shards} row groups can be made of; add data or lower ingest.max_shards"
-                )
+                 plan.duplicates["dropped"], plan.duplicates["label_conflicts"], dedupe_prog.elapsed, plan.counts)
 
-        files = {s: max(icfg.max_shards, math.ceil(counts[s] / icfg.rows_per_row_group)) for s in SPLITS}
         with SparkProgress(sc, "ingest split", cfg.spark.progress_interval_s) as split_prog:
-            thresholds = val_thresholds(decided if kept is None else kept, val_counts, histogram, shift)
+            thresholds = val_thresholds(decided, plan.val_counts, plan.histogram, shift)
 
             def final(splits):
                 # the input splits these come from first (val: train), so the reader skips the rest by
                 # its statistics (the decided files are in split order): a small test split of 1M rows
                 # took 1.4 s to rank over every row
                 sources = sorted({"test" if s == "test" else "train" for s in splits})
-                return (kept_rows().where(F.col("split").isin(sources))
+                return (spark.read.schema(DECIDED_SCHEMA).parquet(decided).where(F.col("split").isin(sources))
                         .select("id", final_split(thresholds).alias("split")))
 
-            bounds = shard_bounds(final, files, counts)
-
-        all_rows = storage.join(staging, "rows")
+            bounds = shard_bounds(final, plan.files, plan.counts)
         log.info("ingest: val rows and file ranges decided in %.1f s", split_prog.elapsed)
+
         with SparkProgress(sc, "ingest write", cfg.spark.progress_interval_s) as write_prog:
-            if DIRECT_WRITE and n_repeated <= _BROADCAST_DUPLICATES:
-                kept_keys = {}
-                if n_repeated and kept is None:
-                    kept_keys = repeated_keys(decided)
-                elif n_repeated:
-                    kept_keys = {r.id: int(r.key) for r in kept.where(F.col("copies") > 1).select("id", "key").collect()}
-                _write_direct(spark, staged, all_rows, files, bounds, counts, thresholds, kept_keys)
+            if plan.repeated <= _BROADCAST_DUPLICATES:
+                kept_keys = repeated_keys(decided) if plan.repeated else {}
+                _write_direct(spark, staged, all_rows, plan.files, bounds, plan.counts, thresholds, kept_keys)
                 how = "read by id range from the staged files"
             else:
-                images = spark.read.schema(STAGED_SCHEMA).parquet(staged)
-                if n_repeated:  # some images occur more than once: keep only the chosen copy's row
-                    kept_keys = kept_rows().where(F.col("copies") > 1).select("id", F.col("key").alias("kept_key"))
-                    if n_repeated <= _BROADCAST_DUPLICATES:
-                        kept_keys = F.broadcast(kept_keys)
-                    images = (images.join(kept_keys, "id", "left")
-                              .where(F.col("kept_key").isNull() | (F.col("kept_key") == copy_key()))
-                              .drop("kept_key"))
-                split_col = final_split(thresholds)
-                keys = _partition_keys(sum(files.values()))
-                # each split's files get consecutive partitions, in id order; one shuffle writes all three
-                offsets = {s: sum(files[t] for t in SPLITS[:i]) for i, s in enumerate(SPLITS)}
-                key = F.lit(keys[0])
-                for s in reversed(SPLITS):
-                    key = F.when(F.col("split") == s,
-                                 _bucket_key(bounds[s], keys[offsets[s]:offsets[s] + files[s]])).otherwise(key)
-                (images.select("id", "image", F.col("label").cast("int").alias("label"), split_col.alias("split"))
-                 .withColumn("_key", key)
-                 .repartition(sum(files.values()), "_key")
-                 .sortWithinPartitions("split", "id")
-                 .drop("_key")
-                 .write.options(**_PARQUET_OPTIONS).partitionBy("split").parquet(all_rows))
+                _write_shuffled(spark, staged, decided, all_rows, plan, thresholds, bounds)
                 how = "shuffled to their files"
-        log.info("ingest: %s rows %s, sorted and written in %.1f s", f"{sum(counts.values()):,}", how,
+        log.info("ingest: %s rows %s, sorted and written in %.1f s", f"{sum(plan.counts.values()):,}", how,
                  write_prog.elapsed)
         row_groups = {}
         for split in SPLITS:
@@ -490,24 +521,7 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
         for scratch in (all_rows, staged, decided):  # the dataset is the splits and the manifest, nothing else
             fs.delete(scratch)
         elapsed = time.monotonic() - start
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "code_version": _code_version(),
-            "format": icfg.format,
-            "seed": icfg.seed,
-            "val_fraction": icfg.val_fraction,
-            "max_shards": icfg.max_shards,
-            "rows_parsed": total,
-            "duplicates": duplicates,
-            "splits": {
-                s: {"rows": counts[s], "row_groups": row_groups[s],
-                    "classes": {str(k): v for k, v in sorted(classes[s].items())}}
-                for s in SPLITS
-            },
-            "inputs": inputs,
-            "seconds": round(elapsed, 2),
-        }
+        manifest = build_manifest(cfg, plan, row_groups, inputs, total, elapsed)
         storage.write_text(storage.join(staging, MANIFEST), json.dumps(manifest, indent=2))
         swap_into_place(fs, staging, root)
         staging = None
@@ -516,9 +530,5 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
     finally:
         if staging is not None and fs.exists(staging):
             fs.delete(staging)
-        if cached is not None:
-            cached.unpersist()
         if saved_conf is not None:
             _set_sql_conf(spark, saved_conf)
-
-

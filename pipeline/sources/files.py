@@ -298,148 +298,176 @@ def assign_slots(tasks: list[dict], cores: int) -> dict[int, int]:
 
 
 def _parse_idx_fn(staged_dir: str | None, rows_parsed, seed: int = 0):
-    """Returns the ``mapInArrow`` function that runs IDX parse tasks on an executor.
+    """Returns the ``mapInArrow`` function that runs IDX parse tasks on an executor (``parse_idx_task``).
 
     Files are read through the storage layer, so a task reads only the bytes it needs; images leave
     as one Arrow binary column on the parsed numpy buffer (no Python object per image).
     """
 
     def run(batches):
-        import hashlib
-
-        import numpy as np
-
-        from pipeline.errors import InputError as Err
-        from pipeline.io import storage
-        from pipeline.io.fs import display_path as display
-        from pipeline.sources import formats as fm
-        from pipeline.sources.formats import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, IMAGE_PIXELS
-
-        def error(t, source, exc):
-            return {"kind": "error", "split": t["split"], "source": source, "message": str(exc)}
-
-        def gone(path, exc):
-            return Err(f"{display(path)}: cannot be read any more ({type(exc).__name__}: {exc}); it was "
-                       "listed when ingest started, so it was removed or its permissions changed since")
-
-        def opened(path):
-            fs, p = storage.resolve(path)
-            try:
-                return fs.open_input_file(p)
-            except (FileNotFoundError, PermissionError) as exc:
-                raise gone(path, exc) from exc
-
-        def read_all(path):
-            try:
-                return storage.read_bytes(path)
-            except (FileNotFoundError, PermissionError) as exc:
-                raise gone(path, exc) from exc
-
-        def whole_pair(t, sink):
-            """Checks and checksums the whole pair; stages its images (the last part's, for gzip parts)."""
-            data = {r: read_all(t[r]) for r in ("images", "labels")}
-            meta = [{"kind": "file", "role": r, "split": t["split"], "source": t[r],
-                     "sha256": hashlib.sha256(d).hexdigest(), "nbytes": len(d)} for r, d in data.items()]
-            try:
-                x, y = fm.parse_idx_pair(data["images"], display(t["images"]), data["labels"], display(t["labels"]))
-            except Err as exc:
-                yield _meta_batch(meta + [error(t, t["images"], exc)])
-                return
-            yield _meta_batch([{**m, "nrows": len(y)} for m in meta])
-            first, _ = fm.part_range(len(y), t["part"], t["parts"])
-            yield from sink.images(t["split"], t["images"], first, x[first:], y[first:])
-
-        def gzip_part(t, sink):
-            """Stages one part of a gzip pair's records, inflating no further than its last record. The
-            pair's last part checks the whole pair and reports what is wrong with it, so a part that
-            meets a problem stages nothing and says nothing."""
-            try:
-                _, first, body = fm.read_idx_part(read_all(t["images"]), display(t["images"]), IDX_IMAGES_MAGIC,
-                                                  3, t["part"], t["parts"])
-                _, first_label, labels = fm.read_idx_part(read_all(t["labels"]), display(t["labels"]),
-                                                          IDX_LABELS_MAGIC, 1, t["part"], t["parts"])
-            except Err:
-                return
-            if first_label != first or len(labels) != len(body) // IMAGE_PIXELS or not len(labels):
-                return  # the counts differ, or the part is empty
-            x = np.frombuffer(body, dtype=np.uint8).reshape(-1, IMAGE_PIXELS)
-            yield from sink.images(t["split"], t["images"], first, x, np.frombuffer(labels, dtype=np.uint8))
-
-        def raw_dims(handles, t):
-            """The pair's image count from both headers and sizes; None where either is gzip data."""
-            heads = {r: h.read_at(_IDX_IMAGES_HEADER if r == "images" else _IDX_LABELS_HEADER, 0)
-                     for r, h in handles.items()}
-            if any(fm.is_gzip(h) for h in heads.values()):
-                return None
-            xd = fm.check_raw_idx(heads["images"], handles["images"].size(), display(t["images"]),
-                                  IDX_IMAGES_MAGIC, 3)
-            yd = fm.check_raw_idx(heads["labels"], handles["labels"].size(), display(t["labels"]),
-                                  IDX_LABELS_MAGIC, 1)
-            if xd[0] != yd[0]:
-                raise Err(f"{display(t['images'])} holds {xd[0]} images but {display(t['labels'])} holds "
-                          f"{yd[0]} labels; expected one label per image")
-            return xd[0]
-
-        def checked_pair(t, sink):
-            """Validates a ranged pair and checksums it, streaming; its images come from the range tasks."""
-            meta = []
-            with opened(t["images"]) as images, opened(t["labels"]) as labels:
-                handles = {"images": images, "labels": labels}
-                for role, h in handles.items():
-                    digest, size = hashlib.sha256(), 0
-                    while chunk := h.read(8 << 20):
-                        digest.update(chunk)
-                        size += len(chunk)
-                    meta.append({"kind": "file", "role": role, "split": t["split"], "source": t[role],
-                                 "sha256": digest.hexdigest(), "nbytes": size})
-                try:
-                    n = raw_dims(handles, t)
-                except Err as exc:
-                    yield _meta_batch(meta + [error(t, t["images"], exc)])
-                    return
-            if n is None:  # gzip data under a raw name: parse it whole here; the range tasks skip it
-                yield from whole_pair(t, sink)
-                return
-            yield _meta_batch([{**m, "nrows": n} for m in meta])
-
-        def record_range(t, sink):
-            with opened(t["images"]) as images, opened(t["labels"]) as labels:
-                try:
-                    n = raw_dims({"images": images, "labels": labels}, t)
-                except Err:
-                    return  # the pair's check task reports it
-                if n is None:
-                    return
-                a, b = t["start"], min(t["stop"], n)
-                if a >= b:
-                    return
-                x = np.frombuffer(images.read_at((b - a) * IMAGE_PIXELS, _IDX_IMAGES_HEADER + a * IMAGE_PIXELS),
-                                  dtype=np.uint8).reshape(-1, IMAGE_PIXELS)
-                y = np.frombuffer(labels.read_at(b - a, _IDX_LABELS_HEADER + a), dtype=np.uint8)
-            try:
-                fm.check_labels(y, display(t["labels"]), first_index=a)
-            except Err as exc:
-                yield _meta_batch([error(t, t["labels"], exc)])
-                return
-            yield from sink.images(t["split"], t["images"], a, x, y)
-
         for batch in batches:
             for t in batch.to_pylist():
                 sink = _Sink(staged_dir, t["task"], t["src"], rows_parsed, seed)
-                try:
-                    if t["part"] < t["parts"] - 1:
-                        yield from gzip_part(t, sink)
-                    elif t["start"] >= 0:
-                        yield from record_range(t, sink)
-                    elif t["ranged"]:
-                        yield from checked_pair(t, sink)
-                    else:
-                        yield from whole_pair(t, sink)
-                except Err as exc:  # an input file that vanished after planning (other I/O errors: Spark retries)
-                    yield _meta_batch([error(t, t["images"], exc)])
+                yield from parse_idx_task(t, sink)
                 sink.close()
 
     return run
+
+
+def parse_idx_task(t: dict, sink: _Sink):
+    """One IDX parse task (a row of the task plan): a gzip part, a record range of a raw pair, the check
+    of a ranged pair, or a whole pair. Yields Arrow batches of ``PARSED_SCHEMA`` rows (the files' rows,
+    errors, and the images unless ``sink`` stages them). Runs without Spark (tests call it directly)."""
+    try:
+        if t["part"] < t["parts"] - 1:
+            yield from _idx_gzip_part(t, sink)
+        elif t["start"] >= 0:
+            yield from _idx_record_range(t, sink)
+        elif t["ranged"]:
+            yield from _idx_checked_pair(t, sink)
+        else:
+            yield from _idx_whole_pair(t, sink)
+    except InputError as exc:  # an input file that vanished after planning (other I/O errors: Spark retries)
+        yield _meta_batch([_error_row(t, t["images"], exc)])
+
+
+def _error_row(t: dict, source: str, exc: Exception) -> dict:
+    return {"kind": "error", "split": t["split"], "source": source, "message": str(exc)}
+
+
+def _gone(path: str, exc: Exception) -> InputError:
+    return InputError(f"{display_path(path)}: cannot be read any more ({type(exc).__name__}: {exc}); it was "
+                      "listed when ingest started, so it was removed or its permissions changed since")
+
+
+def _opened(path: str):
+    from pipeline.io import storage
+
+    fs, p = storage.resolve(path)
+    try:
+        return fs.open_input_file(p)
+    except (FileNotFoundError, PermissionError) as exc:
+        raise _gone(path, exc) from exc
+
+
+def _read_all(path: str) -> bytes:
+    from pipeline.io import storage
+
+    try:
+        return storage.read_bytes(path)
+    except (FileNotFoundError, PermissionError) as exc:
+        raise _gone(path, exc) from exc
+
+
+def _idx_whole_pair(t: dict, sink: _Sink):
+    """Checks and checksums the whole pair; stages its images (the last part's, for gzip parts)."""
+    import hashlib
+
+    from pipeline.sources import formats as fm
+
+    data = {r: _read_all(t[r]) for r in ("images", "labels")}
+    meta = [{"kind": "file", "role": r, "split": t["split"], "source": t[r],
+             "sha256": hashlib.sha256(d).hexdigest(), "nbytes": len(d)} for r, d in data.items()]
+    try:
+        x, y = fm.parse_idx_pair(data["images"], display_path(t["images"]), data["labels"], display_path(t["labels"]))
+    except InputError as exc:
+        yield _meta_batch(meta + [_error_row(t, t["images"], exc)])
+        return
+    yield _meta_batch([{**m, "nrows": len(y)} for m in meta])
+    first, _ = fm.part_range(len(y), t["part"], t["parts"])
+    yield from sink.images(t["split"], t["images"], first, x[first:], y[first:])
+
+
+def _idx_gzip_part(t: dict, sink: _Sink):
+    """Stages one part of a gzip pair's records, inflating no further than its last record. The pair's
+    last part checks the whole pair and reports what is wrong with it, so a part that meets a problem
+    stages nothing and says nothing."""
+    import numpy as np
+
+    from pipeline.sources import formats as fm
+
+    try:
+        _, first, body = fm.read_idx_part(_read_all(t["images"]), display_path(t["images"]), fm.IDX_IMAGES_MAGIC,
+                                          3, t["part"], t["parts"])
+        _, first_label, labels = fm.read_idx_part(_read_all(t["labels"]), display_path(t["labels"]),
+                                                  fm.IDX_LABELS_MAGIC, 1, t["part"], t["parts"])
+    except InputError:
+        return
+    if first_label != first or len(labels) != len(body) // fm.IMAGE_PIXELS or not len(labels):
+        return  # the counts differ, or the part is empty
+    x = np.frombuffer(body, dtype=np.uint8).reshape(-1, fm.IMAGE_PIXELS)
+    yield from sink.images(t["split"], t["images"], first, x, np.frombuffer(labels, dtype=np.uint8))
+
+
+def _idx_raw_dims(handles: dict, t: dict) -> int | None:
+    """The pair's image count from both headers and sizes; None where either is gzip data."""
+    from pipeline.sources import formats as fm
+
+    heads = {r: h.read_at(_IDX_IMAGES_HEADER if r == "images" else _IDX_LABELS_HEADER, 0)
+             for r, h in handles.items()}
+    if any(fm.is_gzip(h) for h in heads.values()):
+        return None
+    xd = fm.check_raw_idx(heads["images"], handles["images"].size(), display_path(t["images"]),
+                          fm.IDX_IMAGES_MAGIC, 3)
+    yd = fm.check_raw_idx(heads["labels"], handles["labels"].size(), display_path(t["labels"]),
+                          fm.IDX_LABELS_MAGIC, 1)
+    if xd[0] != yd[0]:
+        raise InputError(f"{display_path(t['images'])} holds {xd[0]} images but {display_path(t['labels'])} holds "
+                         f"{yd[0]} labels; expected one label per image")
+    return xd[0]
+
+
+def _idx_checked_pair(t: dict, sink: _Sink):
+    """Validates a ranged pair and checksums it, streaming; its images come from the range tasks."""
+    import hashlib
+
+    meta = []
+    with _opened(t["images"]) as images, _opened(t["labels"]) as labels:
+        handles = {"images": images, "labels": labels}
+        for role, h in handles.items():
+            digest, size = hashlib.sha256(), 0
+            while chunk := h.read(8 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+            meta.append({"kind": "file", "role": role, "split": t["split"], "source": t[role],
+                         "sha256": digest.hexdigest(), "nbytes": size})
+        try:
+            n = _idx_raw_dims(handles, t)
+        except InputError as exc:
+            yield _meta_batch(meta + [_error_row(t, t["images"], exc)])
+            return
+    if n is None:  # gzip data under a raw name: parse it whole here; the range tasks skip it
+        yield from _idx_whole_pair(t, sink)
+        return
+    yield _meta_batch([{**m, "nrows": n} for m in meta])
+
+
+def _idx_record_range(t: dict, sink: _Sink):
+    """Stages records ``[start, stop)`` of a raw pair, reading only their bytes (the check task reports
+    anything wrong with the pair as a whole)."""
+    import numpy as np
+
+    from pipeline.sources import formats as fm
+
+    with _opened(t["images"]) as images, _opened(t["labels"]) as labels:
+        try:
+            n = _idx_raw_dims({"images": images, "labels": labels}, t)
+        except InputError:
+            return  # the pair's check task reports it
+        if n is None:
+            return
+        a, b = t["start"], min(t["stop"], n)
+        if a >= b:
+            return
+        x = np.frombuffer(images.read_at((b - a) * fm.IMAGE_PIXELS, _IDX_IMAGES_HEADER + a * fm.IMAGE_PIXELS),
+                          dtype=np.uint8).reshape(-1, fm.IMAGE_PIXELS)
+        y = np.frombuffer(labels.read_at(b - a, _IDX_LABELS_HEADER + a), dtype=np.uint8)
+    try:
+        fm.check_labels(y, display_path(t["labels"]), first_index=a)
+    except InputError as exc:
+        yield _meta_batch([_error_row(t, t["labels"], exc)])
+        return
+    yield from sink.images(t["split"], t["images"], a, x, y)
 
 
 def _not_read(paths: list[str]) -> InputError:

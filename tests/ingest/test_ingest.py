@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from pipeline.errors import InputError
 from pipeline.ingest.build import ingest
 from tests.helpers import SAMPLE_DIR, csv_text, image_id, libsvm_text, make_config, read_split, small_idx_inputs, write_idx_pair
 
@@ -247,11 +248,9 @@ def test_the_write_tasks_decide_as_spark_does(spark):
     assert [r.k for r in got] == copy_keys(split, src, idx, label).tolist()
 
 
-@pytest.mark.parametrize("broadcast_limit", [0, 200_000])
-def test_direct_write_gives_the_dataset_of_the_spark_shuffle(spark, small_arrays, tmp_path, monkeypatch,
-                                                            broadcast_limit):
+def test_direct_write_gives_the_dataset_of_the_spark_shuffle(spark, small_arrays, tmp_path, monkeypatch):
     # The images go straight from the staged files to their output files (no shuffle) unless the
-    # repeated images are too many to broadcast; both ways must write the same files.
+    # repeated images are too many to broadcast (then one Spark shuffle): both write the same files.
     x, y = small_arrays["train"]
     xte, yte = small_arrays["test"]
     x_dup = np.concatenate([x, x[[0, 7, 7]], xte[[5]]])
@@ -259,12 +258,10 @@ def test_direct_write_gives_the_dataset_of_the_spark_shuffle(spark, small_arrays
     write_idx_pair(tmp_path / "in", "train-a", x_dup[:150], y_dup[:150])
     write_idx_pair(tmp_path / "in", "train-b", x_dup[150:], y_dup[150:])
     write_idx_pair(tmp_path / "in", "t10k", xte, yte)
-    monkeypatch.setattr("pipeline.ingest.build._BROADCAST_DUPLICATES", broadcast_limit)
     session_conf = {k: spark.conf.get(k, None) for k in ("spark.sql.adaptive.enabled", "spark.sql.shuffle.partitions")}
     manifests = {}
-    for direct in (True, False):  # False: Spark decides (a shuffle by id) and writes (a shuffle of the images)
-        monkeypatch.setattr("pipeline.ingest.build.DIRECT_WRITE", direct)
-        monkeypatch.setattr("pipeline.ingest.build.DECIDE_BY_ID_RANGE", direct)
+    for direct in (True, False):  # False: more repeated images than a broadcast takes (here: any)
+        monkeypatch.setattr("pipeline.ingest.build._BROADCAST_DUPLICATES", 200_000 if direct else 0)
         manifests[direct] = ingest(spark, make_config(tmp_path / f"out-{direct}", str(tmp_path / "in" / "train-*"),
                                                       str(tmp_path / "in" / "t10k-*"), records_per_task=40))
     assert manifests[True]["duplicates"] == {"dropped": 4, "label_conflicts": 1}
@@ -277,6 +274,25 @@ def test_direct_write_gives_the_dataset_of_the_spark_shuffle(spark, small_arrays
         assert direct == shuffled  # the same id ranges, file by file, one row group each
     # ingest sets its own shuffle settings while it runs and gives the session back as it was
     assert {k: spark.conf.get(k, None) for k in session_conf} == session_conf
+
+
+def test_split_plan_from_the_decided_counts():
+    """The splits' sizes from the decisions' counts, without Spark: val takes round(fraction x n) of
+    each class's train rows; files are max(max_shards, rows / rows_per_row_group)."""
+    from pipeline.ingest.build import plan_splits
+
+    # (split, label, val bucket, kept, dropped, repeated, conflicts)
+    stats = [("train", 0, 3, 50, 2, 1, 0), ("train", 0, 9, 45, 0, 0, 0), ("train", 1, 4, 30, 1, 1, 1),
+             ("test", 0, 0, 20, 0, 0, 0), ("test", 1, 0, 12, 3, 2, 0)]
+    plan = plan_splits(stats, val_fraction=0.1, max_shards=2, rows_per_row_group=40)
+    assert plan.val_counts == {0: 10, 1: 3}  # round(9.5) = 10, round(3.0) = 3
+    assert plan.classes == {"train": {0: 85, 1: 27}, "val": {0: 10, 1: 3}, "test": {0: 20, 1: 12}}
+    assert plan.counts == {"train": 112, "val": 13, "test": 32}
+    assert plan.files == {"train": 3, "val": 2, "test": 2}
+    assert plan.histogram == {(0, 3): 50, (0, 9): 45, (1, 4): 30}
+    assert plan.duplicates == {"dropped": 6, "label_conflicts": 1} and plan.repeated == 4
+    with pytest.raises(InputError, match=r"split val would hold 13 rows, fewer than ingest.max_shards=16"):
+        plan_splits(stats, val_fraction=0.1, max_shards=16, rows_per_row_group=40)
 
 
 def test_id_range_tasks_decide_what_spark_decides(spark):

@@ -102,3 +102,66 @@ def test_idx_inputs_on_a_file_system_the_tasks_cannot_open_are_refused_on_the_dr
     check_readable_by_tasks(ok)
     with pytest.raises(InputError, match=r"abfss://acct@c/x: IDX files are read .* cannot open abfss:// paths"):
         check_readable_by_tasks([{"path": "abfss://acct@c/x"}])
+
+
+class _Count:
+    def __init__(self):
+        self.value = 0
+
+    def add(self, n):
+        self.value += n
+
+
+def _units(folder, prefix, gz):
+    suffix = ".gz" if gz else ""
+    return [{"path": str(folder / f"{prefix}-{role}-ubyte{suffix}"), "unit": prefix, "split": "train", "role": kind,
+             "size": (folder / f"{prefix}-{role}-ubyte{suffix}").stat().st_size}
+            for role, kind in (("images-idx3", "images"), ("labels-idx1", "labels"))]
+
+
+@pytest.mark.parametrize("gz, records_per_task, gzip_parts", [(False, 40, 1), (True, 40, 3), (False, None, 1)],
+                         ids=["raw-record-ranges", "gzip-parts", "whole-pair"])
+def test_idx_parse_tasks_run_without_spark_and_stage_every_image_once(small_arrays, tmp_path, gz, records_per_task,
+                                                                     gzip_parts):
+    """The IDX parse tasks of a plan, run one by one as Spark would run them: together they stage each
+    image of the pair exactly once, with its index, and report the files' checksums."""
+    import hashlib
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.sources.files import _Sink, parse_idx_task, plan_idx_tasks
+    from tests.helpers import write_idx_pair
+
+    x, y = small_arrays["train"]
+    write_idx_pair(tmp_path / "in", "train", x, y, gz=gz)
+    plan = plan_idx_tasks(_units(tmp_path / "in", "train", gz), records_per_task, gzip_parts)
+    assert len(plan) > 1 or records_per_task is None
+    staged, counted, meta = tmp_path / "staged", _Count(), []
+    for t in plan:
+        sink = _Sink(str(staged), t["task"], t["src"], counted)
+        meta += [row for batch in parse_idx_task(t, sink) for row in pa.Table.from_batches([batch]).to_pylist()]
+        sink.close()
+    rows = pq.read_table(staged).to_pylist()
+    assert counted.value == len(rows) == len(y)
+    assert sorted(r["idx"] for r in rows) == list(range(len(y)))
+    assert all(bytes(r["image"]) == x[r["idx"]].tobytes() and r["label"] == y[r["idx"]] for r in rows)
+    files = {m["source"]: m for m in meta if m["kind"] == "file"}
+    assert {m["role"] for m in files.values()} == {"images", "labels"} and not [m for m in meta if m["kind"] == "error"]
+    for path, m in files.items():
+        assert m["sha256"] == hashlib.sha256(open(path, "rb").read()).hexdigest() and m["nrows"] == len(y)
+
+
+def test_a_bad_idx_pair_is_an_error_row_not_a_crash(small_arrays, tmp_path):
+    import pyarrow as pa
+
+    from pipeline.sources.files import _Sink, parse_idx_task, plan_idx_tasks
+    from tests.helpers import idx_images_bytes, idx_labels_bytes
+
+    x, y = small_arrays["train"]
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(idx_images_bytes(x[:30]))
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(idx_labels_bytes(y[:29]))
+    (t,) = plan_idx_tasks(_units(tmp_path, "train", gz=False), None)
+    rows = [r for b in parse_idx_task(t, _Sink(None, 0, 0, _Count())) for r in pa.Table.from_batches([b]).to_pylist()]
+    (error,) = [r for r in rows if r["kind"] == "error"]
+    assert "train-images-idx3-ubyte holds 30 images but" in error["message"] and "29 labels" in error["message"]
