@@ -73,22 +73,22 @@ def not_28x28(folder, a):
     return train_files(folder, idx_images_bytes(side, rows=32, cols=32), idx_labels_bytes(y)), "idx"
 
 
-def corrupt_gzip(folder, a):
+def _gz_pair_with_images(folder, a, images: bytes):
+    """A gzip pair whose labels are good and whose images file holds ``images`` as they are."""
     x, y = a["train"]
-    data = bytearray(gzip.compress(idx_images_bytes(x), mtime=0))
-    data[200:260] = b"\xff" * 60
-    folder.mkdir(parents=True)
-    (folder / "train-images-idx3-ubyte.gz").write_bytes(bytes(data))
-    (folder / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_labels_bytes(y), mtime=0))
+    train_files(folder, b"", idx_labels_bytes(y))
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(images)
     return str(folder / "train-*"), "idx"
+
+
+def corrupt_gzip(folder, a):
+    data = bytearray(gzip.compress(idx_images_bytes(a["train"][0]), mtime=0))
+    data[200:260] = b"\xff" * 60
+    return _gz_pair_with_images(folder, a, bytes(data))
 
 
 def gz_name_not_gzip(folder, a):
-    x, y = a["train"]
-    folder.mkdir(parents=True)
-    (folder / "train-images-idx3-ubyte.gz").write_bytes(idx_images_bytes(x))
-    (folder / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_labels_bytes(y), mtime=0))
-    return str(folder / "train-*"), "idx"
+    return _gz_pair_with_images(folder, a, idx_images_bytes(a["train"][0]))
 
 
 def empty_file(folder, a):
@@ -112,31 +112,26 @@ def missing_labels_file(folder, a):
     return str(folder / "train-*"), "idx"
 
 
-def libsvm_index_out_of_range(folder, a):
+def _libsvm_with_line(folder, a, line: int, edit):
+    """Five LIBSVM rows of real digits, line ``line`` (0-based) replaced by ``edit(line)``."""
     x, y = a["train"]
     folder.mkdir(parents=True)
     text = libsvm_text(x[:5], y[:5]).splitlines()
-    text[3] += " 785:10"
+    text[line] = edit(text[line])
     (folder / "train.txt").write_text("\n".join(text) + "\n")
     return str(folder / "train.txt"), "libsvm"
+
+
+def libsvm_index_out_of_range(folder, a):
+    return _libsvm_with_line(folder, a, 3, lambda row: row + " 785:10")
 
 
 def libsvm_value_out_of_range(folder, a):
-    x, y = a["train"]
-    folder.mkdir(parents=True)
-    text = libsvm_text(x[:5], y[:5]).splitlines()
-    text[1] = text[1] + " 1:300"
-    (folder / "train.txt").write_text("\n".join(text) + "\n")
-    return str(folder / "train.txt"), "libsvm"
+    return _libsvm_with_line(folder, a, 1, lambda row: row + " 1:300")
 
 
 def libsvm_label_not_a_number(folder, a):
-    x, y = a["train"]
-    folder.mkdir(parents=True)
-    text = libsvm_text(x[:5], y[:5]).splitlines()
-    text[2] = "nan" + text[2][1:]
-    (folder / "train.txt").write_text("\n".join(text) + "\n")
-    return str(folder / "train.txt"), "libsvm"
+    return _libsvm_with_line(folder, a, 2, lambda row: "nan" + row[1:])
 
 
 def csv_label_infinite(folder, a):
