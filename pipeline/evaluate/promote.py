@@ -108,7 +108,12 @@ def evaluate_and_promote(cfg: PipelineConfig, version: str | None = None) -> Dec
     if not versions:
         raise PromotionError(f"registered model {name!r} has no versions; train one first (mnist-pipeline train)")
     version = version or pcfg.version or str(max(int(v.version) for v in versions))
-    candidate = client.get_model_version(name, version)
+    from pipeline.io.tracking import model_version
+
+    candidate = model_version(client, name, version)  # RegistryError when the registry cannot be asked
+    if candidate is None:
+        raise PromotionError(f"registered model {name!r} has no version {version} (promote.version); its versions "
+                             f"are {', '.join(sorted((v.version for v in versions), key=int))}")
     champion_version = current_champion(client, name, pcfg.champion_alias)
     root = qualify(cfg.data.root)
     try:

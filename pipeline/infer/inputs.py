@@ -29,6 +29,7 @@ WRONG_SIZE = "wrong image size; expected 784 pixels (28x28)"
 OUT_OF_RANGE = "pixel values out of range; expected 0-255"
 OUT_OF_UNIT_RANGE = "pixel values out of range; expected 0-1 (infer.pixel_scale=0-1)"
 NOT_FINITE = "pixel values not finite (NaN or infinity)"
+NOT_NUMBERS = "pixel values not numbers"
 NOT_INTEGER = "pixel values not integers; expected integers 0-255 (infer.pixel_scale=0-1 scales values in 0-1)"
 BAD_LABEL = "label is not an integer 0-9"
 EMPTY_FILE = "file is empty (0 bytes)"
@@ -79,7 +80,10 @@ def pixel_bytes(values, scale: str = "0-255") -> tuple[bytes | None, str | None,
     """
     import numpy as np
 
-    values = np.asarray(values, dtype=np.float64)
+    try:
+        values = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):  # strings, nested lists, a null inside the array
+        return None, NOT_NUMBERS, "values that are not numbers"
     problem = pixel_problem(values, scale)
     if problem:
         return None, *problem

@@ -163,10 +163,14 @@ def test_failed_evaluation_keeps_the_champion(registry, trained_weights, tmp_pat
     assert _champion(client, cfg.mlflow.registered_model) == v1
 
 
-def test_no_versions_is_a_clear_error(registry):
-    cfg, _, _ = registry
+def test_no_versions_or_an_unknown_version_is_a_clear_error(registry):
+    cfg, register, _ = registry
     with pytest.raises(PromotionError, match=r"registered model 'promotion-test' has no versions; train one first"):
         evaluate_and_promote(cfg)
+    register()
+    with pytest.raises(PromotionError, match=r"registered model 'promotion-test' has no version 9 "
+                                             r"\(promote.version\); its versions are 1"):
+        evaluate_and_promote(cfg, version="9")
 
 
 def test_a_registry_error_on_the_alias_lookup_moves_nothing(sample_dataset, trained_weights, tmp_path):
