@@ -398,3 +398,23 @@ def test_write_tasks_own_every_file_once_and_read_what_they_write():
     # with one task per core on 2 cores, both tasks get files of every split
     plan = plan_write_tasks(files, bounds, id_ranges(2))
     assert all(set(t["files"]) == {"train", "val", "test"} for t in plan)
+
+
+def test_the_code_version_asks_git_only_in_a_checkout_of_this_project(tmp_path, monkeypatch):
+    """An installed wheel (site-packages inside some other git repository, as a Databricks repo or a
+    user's home can be) is versioned by the package alone, not by that repository's commit."""
+    import subprocess
+
+    import pipeline
+    from pipeline.ingest.build import _code_version
+
+    other = tmp_path / "home"
+    site = other / "venv" / "lib" / "site-packages" / "pipeline"
+    site.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(other)], check=True)
+    subprocess.run(["git", "-C", str(other), "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-q",
+                    "--allow-empty", "-m", "other"], check=True)
+    monkeypatch.setattr(pipeline, "__file__", str(site / "__init__.py"))
+    assert _code_version() == pipeline.__version__
+    monkeypatch.undo()
+    assert _code_version().startswith(pipeline.__version__ + "+g")  # this checkout: the commit too
