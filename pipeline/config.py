@@ -389,9 +389,9 @@ def _validate_core(cfg: PipelineConfig) -> None:
                 f"feature map, smaller than model.pool_size {model.pool_size}; expected 28 - layers x "
                 "(kernel_size - 1) >= pool_size")
     opt = cfg.optimizer
-    if opt.schedule in ("cosine", "plateau") and opt.min_learning_rate >= opt.learning_rate:
+    if opt.schedule in ("cosine", "plateau") and opt.min_learning_rate > opt.learning_rate:
         raise ConfigError(f"{_source_of(cfg, 'optimizer.min_learning_rate')}optimizer.min_learning_rate "
-                          f"{opt.min_learning_rate:g} is not below optimizer.learning_rate {opt.learning_rate:g}; "
+                          f"{opt.min_learning_rate:g} is above optimizer.learning_rate {opt.learning_rate:g}; "
                           f"the {opt.schedule} schedule decays from the rate down to this floor")
 
 

@@ -169,3 +169,10 @@ def test_one_key_names_the_champion():
     with pytest.raises(ConfigError, match=r"unknown config key 'infer\.alias'; it was replaced by "
                                           r"promote\.champion_alias"):
         load_config(overrides=["infer.alias=best"])
+
+
+def test_a_decay_floor_above_the_rate_is_refused():
+    load_config(overrides=["optimizer.learning_rate=1.0e-6"])  # equal to the floor: a flat schedule, allowed
+    with pytest.raises(ConfigError, match=r"optimizer\.min_learning_rate 0\.01 is above optimizer\.learning_rate "
+                                          r"0\.002; the cosine schedule decays"):
+        load_config(overrides=["optimizer.min_learning_rate=0.01"])

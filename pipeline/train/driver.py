@@ -26,7 +26,7 @@ from pipeline.io.fs import qualify
 from pipeline.io.tracking import setup_experiment
 from pipeline.train import checkpoints
 from pipeline.train.devices import core_ranges
-from pipeline.train.failures import describe_failure, first_line, is_tracking_failure
+from pipeline.train.failures import describe_failure, first_line, is_tracking_failure, lost_to_signal
 from pipeline.train.preflight import preflight
 from pipeline.train.tailer import EpochTailer, log_missing_epochs
 from pipeline.train.worker import RankJob, train_on_rank
@@ -390,7 +390,10 @@ def _rank_errors(run_dir: str, exc: BaseException, lines: int = 8) -> str:
         errors = checkpoints.read_rank_errors(run_dir)
     except Exception:  # the run folder may be what failed
         return ""
-    own = {r: text for r, text in errors.items() if "Horovod has been shut down" not in text}
+    lost = lost_to_signal(exc)
+    # A rank lost to a signal is the cause: what the others raised then (Horovod shut down, a Gloo
+    # connection closed in an allreduce) is collateral, whatever its text.
+    own = {} if lost is not None else {r: text for r, text in errors.items() if "Horovod has been shut down" not in text}
     for rank, text in sorted(errors.items()):
         if rank not in own:
             _log_file_only.info("rank %d stopped because another rank was lost:\n%s", rank, text.strip())

@@ -23,6 +23,16 @@ def first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def lost_to_signal(exc: BaseException) -> int | None:
+    """The rank Horovod reports as ended by a signal (``Exit code: -9``, or 128 + the signal), if any: a
+    rank that was lost, not one that failed with an error of its own."""
+    match = re.search(r"Process name: (\d+)\s+Exit code: (-?\d+)", "\n".join(str(e) for e in chain(exc)))
+    if match is None:
+        return None
+    code = int(match.group(2))
+    return int(match.group(1)) if code < 0 or code > 128 else None
+
+
 def describe_failure(exc: BaseException) -> str:
     """Names the lost rank when Horovod reports one ("Process name: 1 / Exit code: -9")."""
     text = "\n".join(str(e) for e in chain(exc))

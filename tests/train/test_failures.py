@@ -123,6 +123,12 @@ def test_a_rank_lost_to_a_signal_is_named_without_the_others_collateral_tracebac
     assert "Horovod has been shut down" in caplog.text  # kept for the log file
     assert not any(r.name.startswith("pipeline") for r in caplog.records)  # which the console never shows
 
+    # the survivor's error can be any collateral text, such as a Gloo connection closed in an allreduce
+    (tmp_path / "rank-0.error").write_text("Traceback (most recent call last):\n  ...\ntensorflow.python.framework."
+                                           "errors_impl.UnknownError: Graph execution error: HorovodAllreduce ...\n")
+    assert _rank_errors(str(tmp_path), exc) == ""
+
+    (tmp_path / "rank-0.error").write_text(COLLATERAL)
     (tmp_path / "rank-1.error").write_text(OWN)  # a rank that failed for a reason of its own is shown
     shown = _rank_errors(str(tmp_path), RuntimeError("Process name: 0\nExit code: 1"))
     assert shown.startswith("\nrank 1 failed with:\n") and "OSError: disk on fire" in shown
