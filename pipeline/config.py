@@ -46,6 +46,7 @@ TUNE_DISTRIBUTIONS = ("float", "int", "categorical")
 LR_FIND_SUGGESTIONS = ("steepest", "min_div_10")
 TRAIN_CACHE_MODES = ("auto", "always", "never")
 BIND_CORES_MODES = ("auto", "always", "never")
+TRAIN_BACKENDS = ("auto", "horovod", "tf_distribute")
 PIXEL_SCALES = ("0-255", "0-1")
 # Keys that were removed, and the key that does their job now (named in the unknown-key error).
 RENAMED_KEYS = {"infer.alias": "promote.champion_alias"}
@@ -72,6 +73,7 @@ BOUNDS = {
     "train.early_stopping_patience": "[0, inf)", "train.seed": _INT32, "train.shuffle_buffer": "[0, inf)",
     "train.cache_max_mb": "[0, inf)", "train.threads_per_rank": "[1, inf)", "train.keep_checkpoints": "[1, inf)",
     "train.backward_passes_per_step": "[1, inf)", "train.start_timeout_s": "[1, inf)",
+    "train.collective_timeout_s": "(0, inf)",
     "train.dead_unit_batch": "[1, inf)", "train.misclassified_examples": "[0, inf)",
     "mlflow.http_retries": "[0, inf)", "mlflow.http_timeout_s": "[1, inf)",
     "promote.min_accuracy": "[0, 1]", "promote.max_regression": "[0, 1]", "promote.max_class_regression": "[0, 1]",
@@ -161,7 +163,10 @@ class OptimizerConfig:
 
 @dataclass
 class TrainConfig:
-    num_proc: int | None = None  # Horovod ranks; None: Spark's default parallelism, capped by the row groups
+    # horovod: horovod.spark.run over Gloo; tf_distribute: TensorFlow's MultiWorkerMirroredStrategy in a
+    # Spark barrier stage (no Horovod, no Petastorm needed); auto: horovod where it loads, else tf_distribute
+    backend: str = "auto"
+    num_proc: int | None = None  # ranks (workers); None: Spark's default parallelism, capped by the row groups
     batch_size: int = 128  # per rank
     epochs: int = 20
     steps_per_epoch: int | None = None  # None: one pass over the train split per epoch (over all ranks)
@@ -184,6 +189,9 @@ class TrainConfig:
     bind_cores: str = "auto"
     nics: list[str] = field(default_factory=lambda: ["lo"])  # Horovod/Gloo interfaces; [] lets Horovod pick
     start_timeout_s: int = 120
+    # tf_distribute: a collective (gradient all-reduce) that waits longer than this fails, naming the worker;
+    # longer than the slowest step plus the workers' start-up skew
+    collective_timeout_s: float = 600.0
     dead_unit_batch: int = 256  # validation images used to count dead ReLU units each epoch
     misclassified_examples: int = 25
     report_shards: bool = False  # each rank returns the ids of its train shard (to check they are disjoint)
@@ -372,6 +380,7 @@ def _validate_core(cfg: PipelineConfig) -> None:
                          ("model.activation", ACTIVATIONS), ("model.loss", LOSSES),
                          ("optimizer.name", OPTIMIZERS), ("optimizer.schedule", SCHEDULES),
                          ("train.cache_in_memory", TRAIN_CACHE_MODES), ("train.bind_cores", BIND_CORES_MODES),
+                         ("train.backend", TRAIN_BACKENDS),
                          ("infer.input_format", INFER_INPUT_FORMATS), ("infer.output_format", INFER_OUTPUT_FORMATS),
                          ("infer.pixel_scale", PIXEL_SCALES), ("tune.metric", TUNE_METRICS),
                          ("tune.sampler", TUNE_SAMPLERS), ("tune.pruner", TUNE_PRUNERS),

@@ -25,6 +25,8 @@ def format_training(result, cfg: PipelineConfig) -> str:
         f"model {result.model_name} version {result.model_version}: test accuracy {result.test_accuracy:.4f} "
         f"after {len(result.epochs)} epochs (MLflow run {result.run_id})",
     ]
+    if getattr(result, "backend", None):
+        lines.append(f"  trained with {result.backend} (train.backend={cfg.train.backend})")
     if getattr(result, "fit", None):
         lines.append(f"  fit: {result.fit}")
     if uri.startswith(("http://", "https://")):

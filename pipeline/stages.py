@@ -102,7 +102,10 @@ def run_stage(name: str, cfg: PipelineConfig, spark=None) -> str:
     stage = STAGES.get(name)
     if stage is None:
         raise PipelineError(f"unknown stage {name!r}; expected one of {', '.join([*STAGES, *ALIASES])}")
-    versions.check(horovod=name in ("train", "retrain", "tune", "lr-find"))
+    # Horovod must load where it was asked for (train.backend=horovod, and lr-find, which has no other
+    # backend yet); with auto, training falls back to tf_distribute where it does not
+    versions.check(horovod=name == "lr-find" or (name in ("train", "retrain", "tune")
+                                                 and cfg.train.backend == "horovod"))
     if spark is None and stage.needs_spark:
         from pipeline.io.spark import get_spark
 

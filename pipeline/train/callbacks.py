@@ -9,7 +9,6 @@ import math
 import threading
 import time
 
-import tensorflow as tf
 import tf_keras as keras
 
 from pipeline.config import LrFindConfig, OptimizerConfig
@@ -66,20 +65,21 @@ class StopOnRequest(keras.callbacks.Callback):
     tuning trial), so no rank is left waiting in an allreduce for the others.
 
     Rank 0 watches for the request in a background thread; every ``every`` batches all ranks take rank
-    0's answer through a Horovod broadcast (one integer) and stop together. ``stopped`` tells the epoch
-    recorder not to record the cut-short epoch.
+    0's answer through one collective of the backend (``side.any_rank``: a Horovod broadcast, a
+    strategy reduce) and stop together. ``stopped`` tells the epoch recorder not to record the
+    cut-short epoch.
     """
 
-    def __init__(self, hvd, run_dir: str, every: int = 10, poll_s: float = 1.0):
+    def __init__(self, side, run_dir: str, every: int = 10, poll_s: float = 1.0):
         super().__init__()
-        self._hvd, self._run_dir, self._every, self._poll_s = hvd, run_dir, every, poll_s
+        self._side, self._run_dir, self._every, self._poll_s = side, run_dir, every, poll_s
         self._requested = threading.Event()
         self._done = threading.Event()
         self._batches = 0
         self.stopped = False
 
     def on_train_begin(self, logs=None):
-        if self._hvd.rank() == 0:
+        if self._side.rank == 0:
             threading.Thread(target=self._watch, name="stop-watch", daemon=True).start()
 
     def _watch(self) -> None:
@@ -95,9 +95,8 @@ class StopOnRequest(keras.callbacks.Callback):
         self._batches += 1
         if self._batches % self._every:
             return
-        # Horovod: every rank calls this at the same batch; rank 0's answer decides for all.
-        flag = self._hvd.broadcast(tf.constant(1 if self._requested.is_set() else 0), 0, name="stop_request")
-        if int(flag):
+        # every rank calls this at the same batch; rank 0's answer decides for all
+        if self._side.any_rank(self._requested.is_set()):
             self.stopped = True
             self.model.stop_training = True
 
@@ -105,24 +104,41 @@ class StopOnRequest(keras.callbacks.Callback):
         self._done.set()
 
 
-class RankZeroRecorder(keras.callbacks.Callback):
-    """Rank 0 only: dead units, checkpoint, the epoch record (the driver logs it) and the resume state."""
+class DeadUnits(keras.callbacks.Callback):
+    """Adds the fraction of dead ReLU units per layer (``dead_units_<layer>``) to the epoch logs, from
+    the same probe images on every rank: under ``MultiWorkerMirroredStrategy`` a forward pass of a new
+    model is collective, so every worker runs it, not rank 0 alone."""
 
-    def __init__(self, checkpoint, run_dir: str, probe_images, ranks: int, stop: StopOnRequest | None = None,
-                 keep: int = 2):
+    def __init__(self, probe_images):
         super().__init__()
-        self._ckpt, self._run_dir, self._probe, self._ranks = checkpoint, run_dir, probe_images, ranks
-        self._stop, self._keep = stop, keep
+        self._probe = probe_images
+
+    def on_epoch_end(self, epoch, logs=None):
+        for layer, fraction in dead_unit_fractions(self.model, self._probe).items():
+            logs[f"dead_units_{layer}"] = fraction
+
+
+class RankZeroRecorder(keras.callbacks.Callback):
+    """Rank 0: the checkpoint, the epoch record (the driver logs it) and the resume state. With
+    ``chief=False`` (the other workers of ``tf_distribute``, where writing a checkpoint may take part in
+    collectives) it writes the checkpoint to a local folder it throws away, and nothing else."""
+
+    def __init__(self, checkpoint, run_dir: str, ranks: int, stop: StopOnRequest | None = None,
+                 keep: int = 2, chief: bool = True):
+        super().__init__()
+        self._ckpt, self._run_dir, self._ranks = checkpoint, run_dir, ranks
+        self._stop, self._keep, self._chief = stop, keep, chief
 
     def on_epoch_end(self, epoch, logs=None):
         if self._stop is not None and self._stop.stopped:
             return  # the driver stopped the run mid-epoch: that epoch is neither recorded nor checkpointed
+        if not self._chief:
+            checkpoints.discard_checkpoint(self._ckpt)
+            return
         record = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
         record["images_per_sec"] = record["images_per_sec_per_rank"] * self._ranks
         if "val_accuracy" in record:  # over/under-fitting at a glance: train minus validation accuracy
             record["accuracy_gap"] = accuracy_gap(record)
-        for layer, fraction in dead_unit_fractions(self.model, self._probe).items():
-            record[f"dead_units_{layer}"] = fraction
         prefix = checkpoints.save_checkpoint(self._ckpt, self._run_dir, epoch + 1)
         checkpoints.append_epoch(self._run_dir, record)
         state = checkpoints.read_state(self._run_dir)
@@ -153,9 +169,9 @@ class LearningRateSweep(keras.callbacks.Callback):
     so all decide to stop at the same batch.
     """
 
-    def __init__(self, hvd, cfg: LrFindConfig):
+    def __init__(self, side, cfg: LrFindConfig):
         super().__init__()
-        self._hvd, self._cfg = hvd, cfg
+        self._side, self._cfg = side, cfg
         self._factor = (cfg.max_learning_rate / cfg.min_learning_rate) ** (1.0 / (cfg.steps - 1))
         self.rates: list[float] = []
         self.losses: list[float] = []
@@ -172,7 +188,7 @@ class LearningRateSweep(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         # Horovod: the loss of this batch averaged over every rank's batch.
-        loss = float(self._hvd.allreduce(tf.constant(float(logs["loss"])), name="lr_find_loss"))
+        loss = self._side.mean(float(logs["loss"]))
         self.losses.append(loss)
         n = len(self.losses)
         beta = self._cfg.smoothing

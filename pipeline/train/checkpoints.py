@@ -95,6 +95,13 @@ def prune_checkpoints(run_dir: str, newest: int, keep: int) -> list[str]:
     return old
 
 
+def discard_checkpoint(checkpoint) -> None:
+    """Writes a ``tf.train.Checkpoint`` to a local folder and deletes it: what a non-chief worker of
+    ``tf_distribute`` does when the chief saves, since the write may take part in collectives."""
+    with storage.LocalStaging() as tmp:
+        checkpoint.write(f"{tmp}/{_CKPT_NAME}")
+
+
 @contextlib.contextmanager
 def local_checkpoint(run_dir: str, name: str):
     """A local copy of checkpoint folder ``name``: yields the prefix ``tf.train.Checkpoint.restore`` takes."""

@@ -26,7 +26,13 @@ from pipeline.io.fs import qualify
 from pipeline.io.tracking import setup_experiment
 from pipeline.train import checkpoints
 from pipeline.train.devices import core_ranges
-from pipeline.train.failures import describe_failure, first_line, is_tracking_failure, lost_to_signal
+from pipeline.train.failures import (
+    describe_failure,
+    describe_tf_failure,
+    first_line,
+    is_tracking_failure,
+    lost_to_signal,
+)
 from pipeline.train.preflight import preflight
 from pipeline.train.tailer import EpochTailer, log_missing_epochs
 from pipeline.train.worker import RankJob, train_on_rank
@@ -81,11 +87,12 @@ class TrainResult:
     stopped_after_epoch: int | None = None  # the caller's on_epoch stopped the ranks after this epoch
     # the cores each rank was bound to (a rank's None: not bound); None when this call trained nothing
     rank_cores: dict[int, list[int] | None] | None = None
+    backend: str | None = None  # horovod | tf_distribute: what trained (train.backend resolved)
 
 
-def _run_identity(cfg: PipelineConfig, num_proc: int, manifest: dict) -> dict:
+def _run_identity(cfg: PipelineConfig, num_proc: int, manifest: dict, backend: str = "horovod") -> dict:
     t = cfg.train
-    return {
+    identity = {
         "model": dataclasses.asdict(cfg.model),
         "optimizer": dataclasses.asdict(cfg.optimizer),
         "train": {k: getattr(t, k) for k in ("batch_size", "epochs", "steps_per_epoch", "validation_steps", "seed",
@@ -94,6 +101,9 @@ def _run_identity(cfg: PipelineConfig, num_proc: int, manifest: dict) -> dict:
         "num_proc": num_proc,
         "dataset": {"root": qualify(cfg.data.root), "created_at": manifest["created_at"]},
     }
+    if backend != "horovod":  # a checkpoint holds the optimizer as its backend built it
+        identity["backend"] = backend
+    return identity
 
 
 def _package_versions() -> dict[str, str]:
@@ -125,6 +135,9 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
     import mlflow
     from mlflow import MlflowClient
 
+    from pipeline.train.backends import resolve_backend
+
+    backend = resolve_backend(cfg.train.backend)
     pre = preflight(spark, cfg)
     n, manifest = pre.num_proc, pre.manifest
     train_rows, val_rows = manifest["splits"]["train"]["rows"], manifest["splits"]["val"]["rows"]
@@ -134,7 +147,7 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
     val_steps = cfg.train.validation_steps or max(1, math.ceil(val_rows / (batch * n)))
     in_memory, shard_mb = shards_in_memory(cfg.train, train_rows, val_rows, n, steps_per_epoch)
 
-    key = checkpoints.run_key(_run_identity(cfg, n, manifest))
+    key = checkpoints.run_key(_run_identity(cfg, n, manifest, backend))
     run_dir = f"{qualify(cfg.train.checkpoint_dir).rstrip('/')}/{key}"
     experiment_id = setup_experiment(cfg.mlflow)
     client = MlflowClient()
@@ -153,7 +166,7 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
         state.mlflow_run_id = run_id
         checkpoints.write_state(run_dir, state)
         if resume_run is None:
-            _log_run_params(cfg, pre, steps_per_epoch, key, in_memory)
+            _log_run_params(cfg, pre, steps_per_epoch, key, in_memory, backend)
         elif trained_already:
             log.info("run %s finished training earlier but was not logged; logging it now (no retraining)", run_id)
         else:
@@ -173,15 +186,16 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
                           steps_per_epoch=steps_per_epoch, val_steps=val_steps,
                           threads_per_rank=pre.threads_per_rank, in_memory=in_memory, start_epoch=start_epoch,
                           checkpoint=state.checkpoint if start_epoch else None, stoppable=on_epoch is not None)
-            log.info("training: %d ranks x %d threads, %d steps/epoch of %d per rank, epochs %d-%d, shards %s "
-                     "(%.0f MB a rank), run dir %s", n, pre.threads_per_rank, steps_per_epoch, batch, start_epoch + 1,
+            log.info("training (%s): %d ranks x %d threads, %d steps/epoch of %d per rank, epochs %d-%d, shards %s "
+                     "(%.0f MB a rank), run dir %s", backend, n, pre.threads_per_rank, steps_per_epoch, batch, start_epoch + 1,
                      cfg.train.epochs, "in memory" if in_memory else "streamed", shard_mb, run_dir)
             def on_record(record) -> bool:
                 if register:
                     _prepare_evaluation()
                 return bool(on_epoch is not None and on_epoch(record))
 
-            results, epochs, wall, stopped_after = _run_ranks(cfg, job, client, run_id, state, on_record)
+            results, epochs, wall, stopped_after = _run_ranks(spark, cfg, job, client, run_id, state, on_record,
+                                                              backend)
             log.info("ranks finished: %.1f s of training, %d epoch records", wall, len(epochs))
             rank_cores = {r["rank"]: r.get("cores") for r in results if r}
             cores_tag = describe_rank_cores(rank_cores)
@@ -212,6 +226,7 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
         if cfg.train.report_shards:
             result.shard_ids = {r["rank"]: r["shard_ids"] for r in results}
         result.rank_cores = rank_cores
+        result.backend = backend
         mlflow.end_run("KILLED" if stopped_after is not None else "FINISHED")
     except BaseException as exc:
         try:
@@ -297,7 +312,8 @@ def shards_in_memory(t: TrainConfig, train_rows: int, val_rows: int, ranks: int,
     return t.cache_in_memory == "always", mb
 
 
-def _log_run_params(cfg: PipelineConfig, pre, steps_per_epoch: int, key: str, in_memory: bool) -> None:
+def _log_run_params(cfg: PipelineConfig, pre, steps_per_epoch: int, key: str, in_memory: bool,
+                    backend: str = "horovod") -> None:
     import mlflow
 
     manifest = pre.manifest
@@ -305,7 +321,7 @@ def _log_run_params(cfg: PipelineConfig, pre, steps_per_epoch: int, key: str, in
               "horovod.threads_per_rank": pre.threads_per_rank, "horovod.steps_per_epoch": steps_per_epoch,
               "horovod.shards_in_memory": in_memory,
               "dataset.created_at": manifest["created_at"], "dataset.code_version": manifest["code_version"],
-              "run_key": key}
+              "run_key": key, "backend": backend}
     params.update({f"dataset.{s}.rows": manifest["splits"][s]["rows"] for s in SPLITS})
     params["dataset.duplicates_dropped"] = manifest["duplicates"]["dropped"]
     mlflow.log_params({k: ("null" if v is None else str(v))[:6000] for k, v in params.items()})
@@ -338,7 +354,8 @@ def rank_environment(environ: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _run_ranks(cfg: PipelineConfig, job: RankJob, client, run_id: str, state, on_epoch=None):
+def _run_ranks(spark, cfg: PipelineConfig, job: RankJob, client, run_id: str, state, on_epoch=None,
+               backend: str = "horovod"):
     """Launches the ranks and tails their epoch records; a lost rank becomes a TrainingError naming it.
 
     Returns (the ranks' results, the epoch records, seconds, the epoch after which on_epoch stopped the
@@ -351,7 +368,10 @@ def _run_ranks(cfg: PipelineConfig, job: RankJob, client, run_id: str, state, on
     tailer.start(already_logged=job.start_epoch)
     started = time.monotonic()
     try:
-        results = launch_ranks(train_on_rank, job, job.ranks, job.run_dir, cfg)
+        if backend == "tf_distribute":
+            results = launch_tf_workers(spark, job, job.ranks, job.run_dir)
+        else:
+            results = launch_ranks(train_on_rank, job, job.ranks, job.run_dir, cfg)
     except Exception as exc:
         tailer.stop(raise_error=False)
         if isinstance(exc, TrainingError):
@@ -377,6 +397,22 @@ def launch_ranks(fn, job, ranks: int, run_dir: str, cfg: PipelineConfig) -> list
         )
     except Exception as exc:
         raise TrainingError(f"{describe_failure(exc)}{_rank_errors(run_dir, exc)}") from exc
+
+
+def launch_tf_workers(spark, job, ranks: int, run_dir: str) -> list:
+    """``ranks`` workers of ``MultiWorkerMirroredStrategy`` in one Spark barrier stage
+    (``pipeline.train.tf_worker``). A failure is a ``TrainingError`` naming the worker and why."""
+    from pipeline.train.tf_worker import barrier_task
+
+    task = barrier_task(job, rank_environment(dict(os.environ)))
+    sc = spark.sparkContext
+    sc.setJobDescription(f"tf_distribute training: {ranks} workers")
+    try:
+        return sc.parallelize(range(ranks), ranks).barrier().mapPartitions(task).collect()
+    except Exception as exc:
+        raise TrainingError(f"{describe_tf_failure(exc)}{_rank_errors(run_dir, exc)}") from exc
+    finally:
+        sc.setJobDescription(None)
 
 
 def _rank_errors(run_dir: str, exc: BaseException, lines: int = 8) -> str:

@@ -50,6 +50,16 @@ def describe_failure(exc: BaseException) -> str:
     return f"rank {rank} was lost ({how}); Horovod stopped the other ranks"
 
 
+def describe_tf_failure(exc: BaseException) -> str:
+    """Names the tf_distribute worker whose process was lost or failed (``pipeline.train.tf_worker``)
+    from Spark's report of the barrier stage; else its first line."""
+    text = "\n".join(str(e) for e in chain(exc))
+    match = re.search(r"tf_distribute worker \d+ (?:was lost \([^)]*\)\)?|failed \(exit code -?\d+\))", text)
+    if match:
+        return f"{match.group(0)}; Spark stopped the other workers"
+    return first_line(exc)
+
+
 def is_tracking_failure(exc: BaseException, tracking_uri: str) -> bool:
     """True only when talking to a remote tracking server failed: the connection (refused, reset,
     timed out) or the server's answer (HTTP 5xx). A full disk, a permission error on the checkpoint

@@ -1,10 +1,13 @@
-"""What each Horovod rank runs: read its shard with Petastorm, train the CNN, checkpoint on rank 0.
+"""What each rank (worker) runs: read its shard, train the CNN, checkpoint on rank 0.
 
-``train_on_rank`` is sent to Spark tasks by ``horovod.spark.run``; it imports everything inside so it
-pickles small. Its ``RankJob`` holds only what a rank needs (model, optimizer and training settings,
-and paths): no tracking URI, no credentials, since ranks never talk to MLflow. Rank 0 returns the
-final weights; the others return their rank; each also returns the cores it was bound to. Lines that
-exist only because training is distributed carry a ``# Horovod:`` comment.
+``train_on_rank`` is sent to Spark tasks by ``horovod.spark.run``; ``train_on_tf_worker`` runs in the
+process a ``tf_distribute`` barrier task starts (``pipeline.train.tf_worker``). Both run
+``train_worker`` with the backend's ``Side`` (``pipeline.train.backends``). They import everything
+inside so they pickle small. A ``RankJob`` holds only what a rank needs (model, optimizer and training
+settings, and paths): no tracking URI, no credentials, since ranks never talk to MLflow. Rank 0
+returns the final weights; the others return their rank; each also returns the cores it was bound
+to. Lines that exist only because training is distributed carry a ``# Horovod:`` comment or go
+through the side.
 """
 
 from __future__ import annotations
@@ -47,9 +50,29 @@ class LrFindJob:
 
 
 def train_on_rank(job: RankJob):
-    """Trains this rank's part. A failure leaves ``rank-<r>.error`` (the traceback) in the run folder,
+    """A Horovod rank's part. A failure leaves ``rank-<r>.error`` (the traceback) in the run folder,
     so the driver can say what went wrong without anyone opening an executor's log."""
-    return _reporting_errors(_train, job)
+
+    def run(job):
+        from pipeline.train.backends import HorovodSide
+
+        return train_worker(job, HorovodSide(job.run_dir, job.threads_per_rank, job.train.seed, job.train.bind_cores))
+
+    return _reporting_errors(run, job)
+
+
+def train_on_tf_worker(job: RankJob, rank: int, size: int, local_rank: int, local_size: int):
+    """A ``tf_distribute`` worker's part (``TF_CONFIG`` already set); failures as ``train_on_rank``."""
+    os.environ[RANK_ENV] = str(rank)
+
+    def run(job):
+        from pipeline.train.backends import TFDistributeSide
+
+        side = TFDistributeSide(job.run_dir, job.threads_per_rank, job.train.seed, job.train.bind_cores, rank, size,
+                                local_rank, local_size, job.train.collective_timeout_s)
+        return train_worker(job, side)
+
+    return _reporting_errors(run, job)
 
 
 def lr_find_on_rank(job: LrFindJob):
@@ -74,7 +97,12 @@ def _reporting_errors(fn, job):
         raise
 
 
+RANK_ENV = "MNIST_PIPELINE_RANK"  # a tf_distribute worker's rank, for its error file
+
+
 def _rank_or_none() -> int | None:
+    if RANK_ENV in os.environ:
+        return int(os.environ[RANK_ENV])
     try:
         import horovod.tensorflow as hvd_tf
 
@@ -83,7 +111,7 @@ def _rank_or_none() -> int | None:
         return int(os.environ["HOROVOD_RANK"]) if "HOROVOD_RANK" in os.environ else None
 
 
-def _start_rank(run_dir: str, threads: int, seed: int, bind_cores: str):
+def start_rank(run_dir: str, threads: int, seed: int, bind_cores: str):
     """Horovod and TensorFlow set-up every rank does first; returns ``horovod.tensorflow.keras`` and the
     cores the rank is bound to (None: not bound)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -113,7 +141,10 @@ def _start_rank(run_dir: str, threads: int, seed: int, bind_cores: str):
 
 
 def _lr_find(job: LrFindJob):
-    hvd, _ = _start_rank(job.run_dir, job.threads_per_rank, job.train.seed, job.train.bind_cores)
+    from pipeline.train.backends import HorovodSide
+
+    side = HorovodSide(job.run_dir, job.threads_per_rank, job.train.seed, job.train.bind_cores)
+    hvd = side.hvd
     from pipeline.io.reader import open_split
     from pipeline.train import callbacks as cb
     from pipeline.train.model import build_model, make_loss
@@ -124,7 +155,7 @@ def _lr_find(job: LrFindJob):
     # Horovod: average gradients over all ranks, as in training; the sweep sets the rate every batch.
     optimizer = hvd.DistributedOptimizer(make_optimizer(job.optimizer, job.lr_find.min_learning_rate))
     model.compile(optimizer=optimizer, loss=make_loss(job.model))
-    sweep = cb.LearningRateSweep(hvd, job.lr_find)
+    sweep = cb.LearningRateSweep(side, job.lr_find)
     with open_split(job.dataset_root, "train", job.train.batch_size, cur_shard=rank, shard_count=size,
                     num_epochs=None, shuffle_row_groups=True, shuffle_buffer=job.train.shuffle_buffer,
                     seed=job.train.seed + rank) as train_ds:
@@ -137,9 +168,9 @@ def _lr_find(job: LrFindJob):
             "ranks": size}
 
 
-def _train(job: RankJob):
+def train_worker(job: RankJob, side):
+    """Trains this worker's part under ``side`` (``pipeline.train.backends``); returns what the driver needs."""
     tcfg = job.train
-    hvd, cores = _start_rank(job.run_dir, job.threads_per_rank, tcfg.seed, tcfg.bind_cores)
     import numpy as np
     import tensorflow as tf
     import tf_keras as keras
@@ -150,21 +181,18 @@ def _train(job: RankJob):
     from pipeline.train.model import build_model, make_loss
     from pipeline.train.schedules import learning_rate_at, make_optimizer
 
-    rank, size = hvd.rank(), hvd.size()
-
-    model = build_model(job.model)
-    optimizer = make_optimizer(job.optimizer, learning_rate_at(job.start_epoch, job.optimizer, size, tcfg.epochs))
-    # Horovod: average gradients over all ranks with allreduce before they are applied.
-    compression = hvd.Compression.fp16 if tcfg.fp16_allreduce else hvd.Compression.none
-    optimizer = hvd.DistributedOptimizer(optimizer, compression=compression,
-                                         backward_passes_per_step=tcfg.backward_passes_per_step)
-    model.compile(optimizer=optimizer, loss=make_loss(job.model), metrics=["accuracy"])
-    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
-    if job.checkpoint:
-        # Every rank restores the same checkpoint from shared storage, then broadcast makes sure.
-        optimizer.build(model.trainable_variables)
-        with checkpoints.local_checkpoint(job.run_dir, job.checkpoint) as prefix:
-            ckpt.restore(prefix).expect_partial()
+    rank, size = side.rank, side.size
+    with side.scope():
+        model = build_model(job.model)
+        optimizer = make_optimizer(job.optimizer, learning_rate_at(job.start_epoch, job.optimizer, size, tcfg.epochs))
+        optimizer = side.optimizer(optimizer, tcfg)
+        model.compile(optimizer=optimizer, loss=make_loss(job.model), metrics=["accuracy"])
+        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
+        if job.checkpoint:
+            # Every rank restores the same checkpoint from shared storage (Horovod: then broadcast makes sure).
+            optimizer.build(model.trainable_variables)
+            with checkpoints.local_checkpoint(job.run_dir, job.checkpoint) as prefix:
+                ckpt.restore(prefix).expect_partial()
     start_digest = checkpoints.weights_digest(model.get_weights())
     shard_ids = None
     if tcfg.report_shards:
@@ -181,10 +209,7 @@ def _train(job: RankJob):
         callbacks = [
             cb.LearningRateController(job.optimizer, size, tcfg.epochs, job.steps_per_epoch),
             cb.Throughput(job.steps_per_epoch, tcfg.batch_size),
-            # Horovod: start every rank from rank 0's variables (fresh init or the resumed checkpoint).
-            hvd.callbacks.BroadcastGlobalVariablesCallback(0),
-            # Horovod: average the epoch's metrics over ranks so every rank sees (and decides on) the same.
-            hvd.callbacks.MetricAverageCallback(),
+            *side.callbacks(),
         ]
         if job.optimizer.schedule == "plateau":
             callbacks.append(keras.callbacks.ReduceLROnPlateau(
@@ -192,32 +217,32 @@ def _train(job: RankJob):
                 min_lr=job.optimizer.min_learning_rate))
         stop = None
         if job.stoppable:
-            stop = cb.StopOnRequest(hvd, job.run_dir)
+            stop = cb.StopOnRequest(side, job.run_dir)
             callbacks.append(stop)
         if tcfg.early_stopping_patience > 0:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=tcfg.early_stopping_patience, restore_best_weights=True))
-        # Horovod: only rank 0 writes checkpoints and records.
-        if rank == 0:
-            with open_split(job.dataset_root, "val", tcfg.dead_unit_batch, num_epochs=1) as probe_ds:
-                probe_images = next(iter(probe_ds))[0]
-            callbacks.append(cb.RankZeroRecorder(ckpt, job.run_dir, probe_images, size, stop,
-                                                 keep=tcfg.keep_checkpoints))
-            fail_after = os.environ.get(cb.FAIL_AFTER_EPOCH_ENV)
-            if fail_after:
-                callbacks.append(cb.FailAfterEpoch(int(fail_after)))
+        with open_split(job.dataset_root, "val", tcfg.dead_unit_batch, num_epochs=1) as probe_ds:
+            callbacks.append(cb.DeadUnits(next(iter(probe_ds))[0]))
+        # Only rank 0 writes checkpoints and records (tf_distribute: the others take part in the write).
+        if rank == 0 or side.symmetric_checkpoints:
+            callbacks.append(cb.RankZeroRecorder(ckpt, job.run_dir, size, stop, keep=tcfg.keep_checkpoints,
+                                                 chief=rank == 0))
+        fail_after = os.environ.get(cb.FAIL_AFTER_EPOCH_ENV)
+        if fail_after and rank == 0:
+            callbacks.append(cb.FailAfterEpoch(int(fail_after)))
 
-        model.fit(train_ds, steps_per_epoch=job.steps_per_epoch, epochs=tcfg.epochs,
-                  initial_epoch=job.start_epoch, validation_data=val_ds, validation_steps=job.val_steps,
-                  callbacks=callbacks, verbose=0)
+        model.fit(side.distribute(train_ds), steps_per_epoch=job.steps_per_epoch, epochs=tcfg.epochs,
+                  initial_epoch=job.start_epoch, validation_data=side.distribute(val_ds),
+                  validation_steps=job.val_steps, callbacks=callbacks, verbose=0)
 
-    # Horovod: the driver needs one copy of the results; rank 0 sends it.
+    # The driver needs one copy of the results; rank 0 sends it.
     if rank != 0:
-        return {"rank": rank, "shard_ids": shard_ids, "cores": cores}
+        return {"rank": rank, "shard_ids": shard_ids, "cores": side.cores}
     return {
         "rank": rank,
         "shard_ids": shard_ids,
-        "cores": cores,
+        "cores": side.cores,
         "weights": [np.asarray(w) for w in model.get_weights()],
         "start_epoch": job.start_epoch,
         "start_weights_digest": start_digest,

@@ -88,11 +88,16 @@ def lr_find(spark, cfg: PipelineConfig) -> Sweep:
     """Runs the sweep on the configured ranks, logs it to MLflow, returns the reading."""
     import mlflow
 
+    from pipeline.errors import PreflightError
     from pipeline.io.tracking import setup_experiment
+    from pipeline.train.backends import TF_DISTRIBUTE, resolve_backend
     from pipeline.train.driver import launch_ranks
     from pipeline.train.preflight import preflight
     from pipeline.train.worker import LrFindJob, lr_find_on_rank
 
+    if cfg.train.backend == TF_DISTRIBUTE or resolve_backend(cfg.train.backend) == TF_DISTRIBUTE:
+        raise PreflightError("lr-find runs on Horovod only (train.backend=tf_distribute, or Horovod does not load "
+                             "here); find the rate where Horovod runs, or sweep optimizer.learning_rate with tune")
     lf = cfg.lr_find
     pre = preflight(spark, cfg)
     run_dir = f"{qualify(cfg.train.checkpoint_dir).rstrip('/')}/lr-find-{uuid.uuid4().hex[:12]}"
