@@ -24,9 +24,14 @@ def first_line(exc: BaseException) -> str:
 
 
 def lost_to_signal(exc: BaseException) -> int | None:
-    """The rank Horovod reports as ended by a signal (``Exit code: -9``, or 128 + the signal), if any: a
-    rank that was lost, not one that failed with an error of its own."""
-    match = re.search(r"Process name: (\d+)\s+Exit code: (-?\d+)", "\n".join(str(e) for e in chain(exc)))
+    """The rank reported as ended by a signal (Horovod: ``Exit code: -9``, or 128 + the signal;
+    tf_distribute: ``worker <r> was lost``), if any: a rank that was lost, not one that failed with an
+    error of its own."""
+    text = "\n".join(str(e) for e in chain(exc))
+    tf_lost = re.search(r"tf_distribute worker (\d+) was lost", text)
+    if tf_lost:
+        return int(tf_lost.group(1))
+    match = re.search(r"Process name: (\d+)\s+Exit code: (-?\d+)", text)
     if match is None:
         return None
     code = int(match.group(2))
