@@ -181,7 +181,8 @@ def load_shard(root: str, split: str, cur_shard: int | None = None, shard_count:
     pixels, y = pixels[order], y[order]
     which = f"{split} shard {cur_shard}/{shard_count}" if shard_count is not None else f"{split} split"
     # a rank's shard: worth a line of its log; the driver's read of a whole split (evaluation): not on the console
-    log.log(logging.INFO if shard_count is not None else logging.DEBUG, "%s in memory: %d rows from %d row groups, %.1f MB, read in %.1f s", which, y.size, len(mine),
+    log.log(logging.INFO if shard_count is not None else logging.DEBUG,
+            "%s in memory: %d rows from %d row groups, %.1f MB, read in %.1f s", which, y.size, len(mine),
               (pixels.nbytes + y.nbytes) / 1e6, time.perf_counter() - start)
     return pixels.reshape(-1, 28, 28, 1), y
 
