@@ -113,7 +113,7 @@ def evaluate_and_promote(cfg: PipelineConfig, version: str | None = None) -> Dec
     candidate = model_version(client, name, version)  # RegistryError when the registry cannot be asked
     if candidate is None:
         raise PromotionError(f"registered model {name!r} has no version {version} (promote.version); its versions "
-                             f"are {', '.join(sorted((v.version for v in versions), key=int))}")
+                             f"are {', '.join(sorted((str(v.version) for v in versions), key=int))}")
     champion_version = current_champion(client, name, pcfg.champion_alias)
     root = qualify(cfg.data.root)
     try:
