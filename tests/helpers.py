@@ -8,12 +8,15 @@ import os
 import signal
 import struct
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from pipeline.config import PipelineConfig
+from pipeline.train import checkpoints
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "mnist-sample"
 
@@ -115,3 +118,23 @@ def small_idx_inputs(folder: Path, arrays) -> tuple[str, str]:
     write_idx_pair(folder, "train", *arrays["train"])
     write_idx_pair(folder, "t10k", *arrays["test"])
     return str(folder / "train-*"), str(folder / "t10k-*")
+
+
+def when_epoch_done(checkpoint_root: Path, epoch: int, action, timeout_s: float = 300):
+    """Runs ``action(run_dir)`` in a thread once rank 0 has recorded ``epoch``."""
+    done = {}
+
+    def watch():
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for run_dir in checkpoint_root.glob("*"):
+                records = checkpoints.read_epochs(str(run_dir)) if (run_dir / "epochs.jsonl").exists() else []
+                if any(r["epoch"] >= epoch for r in records):
+                    done["at"] = time.monotonic()
+                    done["result"] = action(run_dir)
+                    return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread, done

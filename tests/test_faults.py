@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -16,31 +15,11 @@ from mlflow import MlflowClient
 from pipeline.errors import InputError, PreflightError, TrainingError
 from pipeline.train import checkpoints
 from pipeline.train.driver import train
-from tests.helpers import SAMPLE_DIR, read_split, train_config
+from tests.helpers import SAMPLE_DIR, read_split, train_config, when_epoch_done
 from tests.mlflow_server import MlflowServer
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")]
-
-
-def _when_epoch_done(checkpoint_root: Path, epoch: int, action, timeout_s: float = 300):
-    """Runs ``action(run_dir)`` in a thread once rank 0 has recorded ``epoch``."""
-    done = {}
-
-    def watch():
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for run_dir in checkpoint_root.glob("*"):
-                records = checkpoints.read_epochs(str(run_dir)) if (run_dir / "epochs.jsonl").exists() else []
-                if any(r["epoch"] >= epoch for r in records):
-                    done["at"] = time.monotonic()
-                    done["result"] = action(run_dir)
-                    return
-            time.sleep(0.2)
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    return thread, done
 
 
 def test_killed_rank_fails_fast_names_the_rank_and_the_run_resumes(spark, sample_dataset, tmp_path):
@@ -51,7 +30,7 @@ def test_killed_rank_fails_fast_names_the_rank_and_the_run_resumes(spark, sample
         os.kill(pid, signal.SIGKILL)
         return pid
 
-    thread, done = _when_epoch_done(tmp_path / "checkpoints", 1, kill_rank_1)
+    thread, done = when_epoch_done(tmp_path / "checkpoints", 1, kill_rank_1)
     with pytest.raises(TrainingError, match=r"rank 1 was lost \(exit code (-9|137), killed by signal 9 \(SIGKILL\)\)") as info:
         train(spark, cfg)
     failed_after = time.monotonic() - done["at"]
@@ -76,7 +55,7 @@ def test_tracking_server_stopping_mid_run_keeps_the_model_and_a_rerun_logs_it(sp
     server = MlflowServer(tmp_path / "server").start()
     try:
         cfg = train_config(tmp_path, sample_dataset[0], server.uri, epochs=3)
-        thread, done = _when_epoch_done(tmp_path / "checkpoints", 1, lambda run_dir: server.stop())
+        thread, done = when_epoch_done(tmp_path / "checkpoints", 1, lambda run_dir: server.stop())
         with pytest.raises(TrainingError, match=r"training finished, but logging to MLflow at http://127\.0\.0\.1:\d+ "
                                                 r"failed: .*\n.*trained weights and checkpoints are kept in .*"
                                                 r"run the same command again: it logs and registers this model"):

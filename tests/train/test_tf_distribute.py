@@ -4,9 +4,7 @@ same MLflow run, registration), and a worker killed mid-run named within seconds
 
 import os
 import signal
-import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ from pipeline.train.backends import resolve_backend
 from pipeline.train.driver import train
 from pipeline.train.failures import describe_tf_failure
 from pipeline.train.tf_worker import exit_description
-from tests.helpers import read_split, train_config
+from tests.helpers import read_split, train_config, when_epoch_done
 
 
 def test_auto_picks_horovod_where_it_loads():
@@ -59,25 +57,6 @@ def test_two_workers_train_track_and_register(spark, sample_dataset, tmp_path):
     assert not list((tmp_path / "checkpoints").glob("*/state.json"))  # registered: the run folder is gone
 
 
-def _when_epoch_done(checkpoint_root: Path, epoch: int, action, timeout_s: float = 300):
-    done = {}
-
-    def watch():
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for run_dir in checkpoint_root.glob("*"):
-                records = checkpoints.read_epochs(str(run_dir)) if (run_dir / "epochs.jsonl").exists() else []
-                if any(r["epoch"] >= epoch for r in records):
-                    done["at"] = time.monotonic()
-                    done["result"] = action(run_dir)
-                    return
-            time.sleep(0.2)
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    return thread, done
-
-
 @pytest.mark.slow
 def test_a_killed_worker_is_named_and_the_run_resumes(spark, sample_dataset, tmp_path):
     root, _ = sample_dataset
@@ -88,7 +67,7 @@ def test_a_killed_worker_is_named_and_the_run_resumes(spark, sample_dataset, tmp
         os.kill(pid, signal.SIGKILL)
         return pid
 
-    thread, done = _when_epoch_done(tmp_path / "checkpoints", 1, kill_worker_1)
+    thread, done = when_epoch_done(tmp_path / "checkpoints", 1, kill_worker_1)
     with pytest.raises(TrainingError, match=r"tf_distribute worker 1 was lost \(exit code -9, killed by signal 9 "
                                             r"\(SIGKILL\)\)") as info:
         train(spark, cfg)
