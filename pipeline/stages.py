@@ -51,19 +51,20 @@ def _retrain(spark, cfg):
 
 
 def _tune(spark, cfg):
+    from pipeline.train.driver import train
     from pipeline.tune.study import tune
 
-    return tune(spark, cfg)
+    return tune(spark, cfg, train)
 
 
 def _lr_find(spark, cfg):
-    from pipeline.tune.lr_find import lr_find
+    from pipeline.train.lr_find import lr_find
 
     return lr_find(spark, cfg)
 
 
 def _format_sweep(result, cfg):
-    from pipeline.tune.lr_find import format_sweep
+    from pipeline.train.lr_find import format_sweep
 
     return format_sweep(result, cfg)
 

@@ -79,8 +79,8 @@ def score_model(model_uri: str, dataset_root: str) -> Scores:
     """Loads a registered model with pyfunc and scores it on the test split (driver side)."""
     import mlflow
 
-    from pipeline.evaluate import metrics
-    from pipeline.evaluate.report import score_split
+    from pipeline.assess import metrics
+    from pipeline.assess.report import score_split
 
     model = mlflow.pyfunc.load_model(model_uri)
     _, labels, probs = score_split(model.predict, dataset_root)

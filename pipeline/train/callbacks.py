@@ -11,8 +11,8 @@ import time
 
 import tf_keras as keras
 
+from pipeline.assess.fit import accuracy_gap
 from pipeline.config import LrFindConfig, OptimizerConfig
-from pipeline.evaluate.fit import accuracy_gap
 from pipeline.train import checkpoints
 from pipeline.train.model import dead_unit_fractions
 from pipeline.train.schedules import learning_rate_at

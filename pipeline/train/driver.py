@@ -3,7 +3,7 @@
 Only the driver talks to MLflow. Ranks (``pipeline.train.worker``) write per-epoch records and
 checkpoints to the run folder (``pipeline.train.checkpoints``); the driver tails the records while
 training runs (``pipeline.train.tailer``), then evaluates the final model on the test split
-(``pipeline.evaluate.report``) and registers it (``pipeline.train.registration``).
+(``pipeline.assess.report``) and registers it (``pipeline.train.registration``).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _import_evaluation_modules() -> None:
     try:
         import mlflow.tensorflow  # noqa: F401
 
-        import pipeline.evaluate.report  # noqa: F401
+        import pipeline.assess.report  # noqa: F401
         import pipeline.train.model  # noqa: F401
     except Exception:  # the main thread imports them again and reports what is wrong
         log.debug("importing the evaluation modules ahead failed", exc_info=True)
@@ -251,7 +251,7 @@ def describe_rank_cores(rank_cores: dict[int, list[int] | None]) -> str:
 def _unregistered_result(cfg: PipelineConfig, run_id: str, epochs: list[dict], stopped_after: int | None):
     import mlflow
 
-    from pipeline.evaluate.fit import diagnose
+    from pipeline.assess.fit import diagnose
 
     fit = diagnose(epochs) if epochs else None
     if fit:
@@ -443,8 +443,8 @@ def _rank_errors(run_dir: str, exc: BaseException, lines: int = 8) -> str:
 def _evaluate_and_register(cfg: PipelineConfig, model, run_id: str, epochs: list[dict], wall: float) -> TrainResult:
     import mlflow
 
-    from pipeline.evaluate.fit import diagnose
-    from pipeline.evaluate.report import log_test_report, predict_test_split
+    from pipeline.assess.fit import diagnose
+    from pipeline.assess.report import log_test_report, predict_test_split
     from pipeline.train.registration import log_and_register
 
     marks = [time.monotonic()]

@@ -1,8 +1,9 @@
 """``mnist-pipeline tune``: an Optuna study whose every trial is the distributed training.
 
 Optuna runs on the driver. Each trial draws its settings from ``tune.space``, applies them to the
-config and calls ``pipeline.train.driver.train`` (same preflight, Petastorm reader and Horovod ranks as
-``train``), without registering a model. The driver already receives the ranks' epoch records while
+config and calls the training stage (``pipeline.train.driver.train``, handed in by
+``pipeline.stages``: the same preflight, reader and ranks as ``train``), without registering a model.
+The driver already receives the ranks' epoch records while
 they train; each is reported to the trial, and when the pruner says stop, every rank stops at the same
 batch (``train.callbacks.StopOnRequest``), so a pruned trial leaves no rank behind.
 
@@ -157,13 +158,15 @@ def trial_config(cfg: PipelineConfig, overrides: dict, number: int) -> PipelineC
     return out
 
 
-def tune(spark, cfg: PipelineConfig) -> TuneResult:
-    """Runs (or continues) the study; returns its best trial and where its settings were written."""
+def tune(spark, cfg: PipelineConfig, train) -> TuneResult:
+    """Runs (or continues) the study; returns its best trial and where its settings were written.
+
+    ``train`` is the training stage's entry point (``pipeline.train.driver.train``), handed in by the
+    caller (``pipeline.stages``), so this stage imports no other stage."""
     import mlflow
     import optuna
 
     from pipeline.io.tracking import existing_run, setup_experiment
-    from pipeline.train.driver import train
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     t = cfg.tune

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from pipeline.config import load_config
 from pipeline.train import checkpoints
 from pipeline.train.driver import train
-from pipeline.tune.lr_find import lr_find
+from pipeline.train.lr_find import lr_find
 from pipeline.tune.study import tune
 from tests.helpers import read_split, stop_process_group, train_config
 
@@ -49,7 +49,7 @@ def test_a_study_prunes_stops_ranks_logs_nested_runs_and_writes_settings_that_tr
     cfg = _tune_config(tmp_path, root, study="prune", trials=4, sampler="random", pruner="threshold",
                        prune_threshold=0.5,
                        space={"optimizer.learning_rate": {"type": "categorical", "choices": [GOOD, HOPELESS]}})
-    result = tune(spark, cfg)
+    result = tune(spark, cfg, train)
 
     trials = _trials(cfg)
     assert len(trials) == 4

@@ -1,6 +1,6 @@
 """Over/under-fitting made visible: the diagnosis a user tuning by hand reads in the final report."""
 
-from pipeline.evaluate.fit import accuracy_gap, diagnose
+from pipeline.assess.fit import accuracy_gap, diagnose
 
 
 def _epoch(loss, val_loss, acc, val_acc):

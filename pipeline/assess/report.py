@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.evaluate import metrics, plots
+from pipeline.assess import metrics, plots
 
 
 @dataclass

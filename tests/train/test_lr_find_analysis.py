@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.tune.lr_find import analyse, smooth
+from pipeline.train.lr_find import analyse, smooth
 
 
 def _sweep(steps=100, low=1e-6, high=1.0):

@@ -136,7 +136,7 @@ def lr_find(spark, cfg: PipelineConfig) -> Sweep:
             client.log_batch(run.info.run_id, metrics=metrics[i:i + 900])
         mlflow.log_metrics({"suggested_learning_rate": sweep.suggested_setting,
                             "suggested_effective_rate": sweep.suggested, "minimum_loss_rate": sweep.minimum})
-        from pipeline.evaluate.plots import close, lr_find_figure
+        from pipeline.assess.plots import close, lr_find_figure
 
         figure = lr_find_figure(sweep)
         mlflow.log_figure(figure, "lr_find.png")
