@@ -74,6 +74,7 @@ BOUNDS = {
     "train.cache_max_mb": "[0, inf)", "train.threads_per_rank": "[1, inf)", "train.keep_checkpoints": "[1, inf)",
     "train.backward_passes_per_step": "[1, inf)", "train.start_timeout_s": "[1, inf)",
     "train.collective_timeout_s": "(0, inf)",
+    "train.slots_wait_s": "[0, inf)",
     "train.dead_unit_batch": "[1, inf)", "train.misclassified_examples": "[0, inf)",
     "mlflow.http_retries": "[0, inf)", "mlflow.http_timeout_s": "[1, inf)",
     "promote.min_accuracy": "[0, 1]", "promote.max_regression": "[0, 1]", "promote.max_class_regression": "[0, 1]",
@@ -189,6 +190,9 @@ class TrainConfig:
     bind_cores: str = "auto"
     nics: list[str] = field(default_factory=lambda: ["lo"])  # Horovod/Gloo interfaces; [] lets Horovod pick
     start_timeout_s: int = 120
+    # Every rank (worker) needs its own task slot at the same moment; when other jobs hold them, wait this
+    # long for them to free up, then fail naming the busy slots (instead of a barrier stage that waits)
+    slots_wait_s: float = 10.0
     # tf_distribute: a collective (gradient all-reduce) that waits longer than this fails, naming the worker;
     # longer than the slowest step plus the workers' start-up skew
     collective_timeout_s: float = 600.0

@@ -94,6 +94,18 @@ STAGES: dict[str, Stage] = {
 ALIASES = {"run": "retrain"}  # `mnist-pipeline run` is what scripts/run.sh calls
 
 
+def _backend(stage: str, cfg: PipelineConfig) -> str | None:
+    """The backend a stage will train with, for the version check: None where it does not train; lr-find
+    runs on Horovod ranks only; with train.backend=auto, Horovod where it loads, else tf_distribute."""
+    if stage == "lr-find":
+        return "horovod"
+    if stage not in ("train", "retrain", "tune"):
+        return None
+    from pipeline.train.backends import resolve_backend
+
+    return resolve_backend(cfg.train.backend)
+
+
 def run_stage(name: str, cfg: PipelineConfig, spark=None) -> str:
     """Runs one stage and returns its printable summary. ``spark``: the session to use (Databricks,
     tests); None builds one from ``cfg.spark`` for the stages that need it."""
@@ -103,10 +115,7 @@ def run_stage(name: str, cfg: PipelineConfig, spark=None) -> str:
     stage = STAGES.get(name)
     if stage is None:
         raise PipelineError(f"unknown stage {name!r}; expected one of {', '.join([*STAGES, *ALIASES])}")
-    # Horovod must load where it was asked for (train.backend=horovod, and lr-find, which has no other
-    # backend yet); with auto, training falls back to tf_distribute where it does not
-    versions.check(horovod=name == "lr-find" or (name in ("train", "retrain", "tune")
-                                                 and cfg.train.backend == "horovod"))
+    versions.check(_backend(name, cfg))
     if spark is None and stage.needs_spark:
         from pipeline.io.spark import get_spark
 

@@ -6,6 +6,8 @@
 #   bash scripts/setup.sh                          # .venv: the local stack
 #   bash scripts/setup.sh --profile dbr-15.4-ml    # .venv-dbr-15.4-ml: a managed runtime's own packages
 #                                                  # (scripts/profiles/dbr-15.4-ml.txt), no project wheel yet
+# A profile's "# setup: horovod" line says the runtime ships Horovod (built here against the profile's
+# TensorFlow); "# setup: tf_distribute" says it does not, and none is built.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -51,7 +53,11 @@ else
   quiet_pip install -q -r "$root/requirements.txt" -r "$root/requirements-dev.txt" -c "$root/constraints.txt"
 fi
 
-if ! "$venv/bin/python" -c "import horovod.tensorflow" >/dev/null 2>&1; then
+with_horovod=1
+if [ -n "$profile" ] && ! grep -qx "# setup: horovod" "${inputs[0]}"; then
+  with_horovod=0
+fi
+if [ "$with_horovod" = 1 ] && ! "$venv/bin/python" -c "import horovod.tensorflow" >/dev/null 2>&1; then
   echo "setup: building Horovod 0.28.1 against this environment's TensorFlow with Gloo (a few minutes)"
   # --no-cache-dir: a wheel cached from a build against another TensorFlow would not load here.
   cache=()
@@ -61,8 +67,10 @@ if ! "$venv/bin/python" -c "import horovod.tensorflow" >/dev/null 2>&1; then
   MAKEFLAGS="-j$(nproc)" \
     quiet_pip install -q "${cache[@]}" --no-build-isolation horovod==0.28.1
 fi
-"$venv/bin/python" -c "import horovod.tensorflow as hvd; assert hvd.gloo_built()" 2>/dev/null \
-  || fail "Horovod was installed but without TensorFlow or Gloo support; remove $venv and run this again."
+if [ "$with_horovod" = 1 ]; then
+  "$venv/bin/python" -c "import horovod.tensorflow as hvd; assert hvd.gloo_built()" 2>/dev/null \
+    || fail "Horovod was installed but without TensorFlow or Gloo support; remove $venv and run this again."
+fi
 if [ -z "$profile" ]; then
   quiet_pip install -q --no-deps --no-build-isolation -e "$root"
 fi

@@ -100,6 +100,16 @@ def trained_weights(sample_dataset):
     return model.get_weights()
 
 
+def pytest_addoption(parser):
+    parser.addoption("--train-backend", default="auto", choices=["auto", "horovod", "tf_distribute"],
+                     help="train.backend for the end-to-end notebook run (scripts/test-profile.sh sets it per runtime)")
+
+
+@pytest.fixture
+def train_backend(request) -> str:
+    return request.config.getoption("--train-backend")
+
+
 # Fixtures that start Spark, train a model or run a server: a test using one is slow.
 SLOW_FIXTURES = {"s3", "spark", "sample_dataset", "previous_dataset", "trained_weights", "tracking_server", "champion",
                  "registry"}

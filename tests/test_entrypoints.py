@@ -47,14 +47,14 @@ def run_notebook(path: Path, spark, widgets: dict[str, str], capsys) -> str:
     return capsys.readouterr().out
 
 
-def test_notebooks_run_top_to_bottom_on_the_sample(spark, tmp_path, capsys, monkeypatch):
+def test_notebooks_run_top_to_bottom_on_the_sample(spark, tmp_path, capsys, monkeypatch, train_backend):
     monkeypatch.chdir(tmp_path)  # nothing may lean on files of the checkout's working folder
     common = {
         "conf": "",
         "data.root": str(tmp_path / "dataset"),
         "overrides": f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db mlflow.artifact_location={tmp_path}/artifacts "
                      f"train.checkpoint_dir={tmp_path}/checkpoints spark.progress_interval_s=0 "
-                     f"infer.output={tmp_path}/predictions",
+                     f"infer.output={tmp_path}/predictions train.backend={train_backend}",
     }
     out = run_notebook(NOTEBOOKS / "ingest.py", spark, {
         **common, "ingest.train": f"{SAMPLE_DIR}/train-*", "ingest.test": f"{SAMPLE_DIR}/t10k-*"}, capsys)
@@ -112,6 +112,20 @@ def test_bundle_tasks_point_at_notebooks_and_jobs_that_exist():
     assert infer["notebook_task"]["base_parameters"]["overrides"] == "infer.skip_without_champion=true"
 
 
+def test_bundle_runtime_and_backend_are_variables_with_a_17_3_target():
+    bundle = yaml.safe_load((REPO / "databricks.yml").read_text())
+    variables = bundle["variables"]
+    assert variables["spark_version"]["default"] == "15.4.x-cpu-ml-scala2.12"  # the last runtime with Horovod
+    assert variables["backend"]["default"] == "auto"
+    train_task = next(t for t in bundle["resources"]["jobs"]["retrain"]["tasks"] if t["task_key"] == "train")
+    assert train_task["notebook_task"]["base_parameters"]["overrides"] == "train.backend=${var.backend}"
+    lts = bundle["targets"]["dev-17.3"]
+    assert lts["variables"] == {"spark_version": "17.3.x-cpu-ml-scala2.13", "backend": "tf_distribute"}
+    from pipeline.config import load_config
+
+    assert load_config(None, ["train.backend=tf_distribute"]).train.backend == "tf_distribute"
+
+
 def test_bundle_has_what_the_bundle_cli_requires():
     """What `databricks bundle validate/deploy` checks and cannot be run here: targets with a mode, a
     production target with its own root path and a run_as identity, a dedicated ML job cluster and the
@@ -129,7 +143,7 @@ def test_bundle_has_what_the_bundle_cli_requires():
     for name, job in bundle["resources"]["jobs"].items():
         clusters = {c["job_cluster_key"]: c["new_cluster"] for c in job["job_clusters"]}
         for cluster in clusters.values():
-            assert cluster["spark_version"] == "15.4.x-cpu-ml-scala2.12"  # the last runtime with Horovod
+            assert cluster["spark_version"] == "${var.spark_version}"
             assert cluster["data_security_mode"] == "SINGLE_USER"  # ML runtimes need a dedicated cluster
         for task in job["tasks"]:
             assert task["job_cluster_key"] in clusters, f"{name}.{task['task_key']}"

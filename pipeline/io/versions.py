@@ -1,7 +1,7 @@
-"""The version preflight: every package the pipeline needs is installed in a version it supports, and
-Horovod loads against the installed TensorFlow. On a managed runtime a stray install (a notebook's
-``%pip install``, a cluster library pulling its own TensorFlow) is named, with what to do about it,
-before anything runs."""
+"""The version preflight: every package the pipeline needs is installed in a version it supports, for
+the backend that will run, and Horovod loads against the installed TensorFlow where it trains. On a
+managed runtime a stray install (a notebook's ``%pip install``, a cluster library pulling its own
+TensorFlow) is named, with what to do about it, before anything runs."""
 
 from __future__ import annotations
 
@@ -10,42 +10,71 @@ from importlib import metadata
 from pipeline.errors import PreflightError
 
 DISTRIBUTION = "mnist-pipeline"
+HOROVOD_EXTRA = "horovod"
 # Provided by the platform rather than declared by the wheel (a pip-installed pyspark would shadow the
-# cluster's Spark), but held to a range all the same.
-PLATFORM_PROVIDED = ["pyspark<3.6,>=3.5"]
+# cluster's Spark), but held to a range all the same: Spark 3.5 and 4.0 for the pipeline, 3.5 where
+# Horovod trains (horovod.spark was never run on Spark 4 here).
+PLATFORM_PROVIDED = ["pyspark<4.1,>=3.5"]
+PLATFORM_PROVIDED_HOROVOD = ["pyspark<3.6,>=3.5"]
 
-# Why a range stops where it does, for the message.
+# Why a range stops where it does, for the message: the package's own range, and the narrower one the
+# Horovod backend imposes.
 WHY = {
+    "tensorflow": "tested up to 2.21, the newest TensorFlow with a matching tf-keras",
+    "tf-keras": "the models are Keras 2",
+    "numpy": "pandas and pyarrow here are tested on numpy 1.23-2.x",
+    "pandas": "tested on pandas 1.5-2.x",
+    "pyspark": "the pipeline is tested on Spark 3.5 and 4.0",
+    "mlflow": "registry aliases and spark_udf as used here exist from MLflow 2.13 on",
+}
+WHY_HOROVOD = {
     "tensorflow": "Horovod 0.28.1 compiles against TensorFlow 2.16-2.18 only",
-    "tf-keras": "the models are Keras 2; Horovod's Keras callbacks fail on Keras 3",
+    "tf-keras": "it follows TensorFlow, which Horovod 0.28.1 holds to 2.16-2.18",
     "pyarrow": "petastorm 0.13.1 passes validate_schema, which pyarrow 15 removed",
     "numpy": "pyarrow < 15 is built against numpy 1.x",
-    "pandas": "pandas 3 needs numpy 2",
-    "pyspark": "the pipeline is built and tested on Spark 3.5 (Databricks 15.4 LTS ML)",
-    "mlflow": "registry aliases and spark_udf as used here exist from MLflow 2.13 on",
+    "petastorm": "the Horovod backend reads its shards through Petastorm",
+    "pyspark": "the Horovod backend is tested on Spark 3.5 only",
 }
 
 
-def supported_ranges() -> list[str]:
-    """The installed package's requirement strings, e.g. ``tensorflow<2.19,>=2.16``."""
+def _declared() -> list:
+    from packaging.requirements import Requirement
+
     try:
-        declared = [r for r in metadata.requires(DISTRIBUTION) or [] if "extra ==" not in r]
+        return [Requirement(r) for r in metadata.requires(DISTRIBUTION) or []]
     except metadata.PackageNotFoundError:
-        declared = []
-    return declared + PLATFORM_PROVIDED
+        return []
 
 
-def out_of_range(requirements: list[str], installed: dict[str, str | None]) -> list[str]:
-    """One sentence per package that is missing or outside its supported range."""
+def supported_ranges(backend: str | None = None) -> list[str]:
+    """The requirement strings that hold where ``backend`` trains (None: a stage that does not train),
+    e.g. ``tensorflow<2.22,>=2.16``; for ``horovod`` the wheel's ``horovod`` extra is added."""
+    env = {"extra": ""}
+    out = [str(_bare(r)) for r in _declared() if r.marker is None or r.marker.evaluate(env)]
+    if backend == HOROVOD_EXTRA:
+        out += [str(_bare(r)) for r in _declared()
+                if r.marker is not None and r.marker.evaluate({"extra": HOROVOD_EXTRA}) and not r.marker.evaluate(env)]
+        return out + PLATFORM_PROVIDED_HOROVOD
+    return out + PLATFORM_PROVIDED
+
+
+def _bare(req):
+    req.marker = None
+    return req
+
+
+def out_of_range(requirements: list[str], installed: dict[str, str | None], backend: str | None = None) -> list[str]:
+    """One sentence per package that is missing or outside its supported range (for ``backend``)."""
     from packaging.requirements import Requirement
 
     problems = []
     for text in requirements:
         req = Requirement(text)
         version = installed.get(req.name)
-        why = f" ({WHY[req.name]})" if req.name in WHY else ""
+        reasons = {**WHY, **WHY_HOROVOD} if backend == HOROVOD_EXTRA else WHY
+        why = f" ({reasons[req.name]})" if req.name in reasons else ""
         if version is None:
-            problems.append(f"{req.name} is not installed; the pipeline needs {req.name}{req.specifier}")
+            problems.append(f"{req.name} is not installed; the pipeline needs {req.name}{req.specifier}{why}")
         elif not req.specifier.contains(version, prereleases=True):
             problems.append(f"{req.name} {version} is installed but the pipeline supports {req.specifier}{why}")
     return problems
@@ -81,14 +110,15 @@ def _installed(names: list[str]) -> dict[str, str | None]:
     return out
 
 
-def check(horovod: bool = False) -> None:
-    """Raises ``PreflightError`` naming every package outside its supported range (and, with ``horovod``,
-    a Horovod that does not load against the installed TensorFlow)."""
+def check(backend: str | None = None) -> None:
+    """Raises ``PreflightError`` naming every package outside its supported range where ``backend``
+    (``horovod``, ``tf_distribute``, None for a stage that does not train) runs, and for ``horovod`` a
+    Horovod that does not load against the installed TensorFlow."""
     from packaging.requirements import Requirement
 
-    requirements = supported_ranges()
-    problems = out_of_range(requirements, _installed([Requirement(r).name for r in requirements]))
-    if horovod:
+    requirements = supported_ranges(backend)
+    problems = out_of_range(requirements, _installed([Requirement(r).name for r in requirements]), backend)
+    if backend == HOROVOD_EXTRA:
         error = None
         try:
             import horovod.tensorflow  # noqa: F401
@@ -96,6 +126,10 @@ def check(horovod: bool = False) -> None:
             error = exc
         problem = horovod_problem(error, _installed(["tensorflow"])["tensorflow"])
         if problem:
-            problems.append(problem)
+            problems.insert(0, problem)
+        if problems:
+            problems.append("the Horovod backend's packages come with `pip install mnist-pipeline[horovod]` (Horovod "
+                            "itself is built: scripts/setup.sh); or set train.backend=tf_distribute, which needs neither "
+                            "Horovod nor Petastorm")
     if problems:
         raise PreflightError("the installed packages do not fit this pipeline:\n  " + "\n  ".join(problems))

@@ -19,6 +19,8 @@ from pipeline.train.schedules import learning_rate_at
 
 # Fault injection for tests and drills: rank 0 raises right after checkpointing this epoch.
 FAIL_AFTER_EPOCH_ENV = "MNIST_PIPELINE_FAIL_AFTER_EPOCH"
+# ... and "<epoch>:<rank>": that rank hangs alive (sleeps) once the epoch is done, a stuck worker.
+HANG_AFTER_EPOCH_ENV = "MNIST_PIPELINE_HANG_AFTER_EPOCH"
 
 
 class LearningRateController(keras.callbacks.Callback):
@@ -159,6 +161,22 @@ class FailAfterEpoch(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 == self._epoch:
             raise RuntimeError(f"{FAIL_AFTER_EPOCH_ENV}={self._epoch}: failing on purpose after the checkpoint")
+
+
+class HangAfterEpoch(keras.callbacks.Callback):
+    """Fault drill: this rank stops doing anything after the given epoch while its process stays alive
+    (TensorFlow's own threads go on). Installed only when ``MNIST_PIPELINE_HANG_AFTER_EPOCH`` names it."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self._epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self._epoch:
+            import time
+
+            while True:
+                time.sleep(60)
 
 
 class LearningRateSweep(keras.callbacks.Callback):

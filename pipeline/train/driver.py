@@ -32,6 +32,7 @@ from pipeline.train.failures import (
     first_line,
     is_tracking_failure,
     lost_to_signal,
+    stalled_tf_workers,
 )
 from pipeline.train.preflight import preflight
 from pipeline.train.tailer import EpochTailer, log_missing_epochs
@@ -410,9 +411,26 @@ def launch_tf_workers(spark, job, ranks: int, run_dir: str) -> list:
     try:
         return sc.parallelize(range(ranks), ranks).barrier().mapPartitions(task).collect()
     except Exception as exc:
+        stalled = _stalled(run_dir, ranks, job.train.collective_timeout_s)
+        if stalled:
+            raise TrainingError(f"{stalled}; Spark stopped the other workers") from exc
         raise TrainingError(f"{describe_tf_failure(exc)}{_rank_errors(run_dir, exc)}") from exc
     finally:
         sc.setJobDescription(None)
+
+
+def _stalled(run_dir: str, ranks: int, timeout_s: float) -> str | None:
+    """The tf_distribute worker that stopped responding, if the others' errors say so; their tracebacks
+    (the timeout each saw) then go to the log file only."""
+    try:
+        errors = checkpoints.read_rank_errors(run_dir)
+    except Exception:  # the run folder may be what failed
+        return None
+    stalled = stalled_tf_workers(errors, ranks, timeout_s)
+    if stalled:
+        for rank, text in sorted(errors.items()):
+            _log_file_only.info("worker %d stopped waiting for a stalled worker:\n%s", rank, text.strip())
+    return stalled
 
 
 def _rank_errors(run_dir: str, exc: BaseException, lines: int = 8) -> str:

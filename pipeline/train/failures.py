@@ -65,6 +65,32 @@ def describe_tf_failure(exc: BaseException) -> str:
     return first_line(exc)
 
 
+# How TensorFlow reports a worker that stopped: its coordination service misses the worker's heartbeats
+# (a process stopped whole, or a host gone), or a collective gives up after CommunicationOptions'
+# timeout (a worker alive but stuck in its own code, so the heartbeats go on).
+HEARTBEAT_TIMEOUT = re.compile(r"/job:worker/replica:\d+/task:(\d+) heartbeat timeout")
+COLLECTIVE_TIMEOUT = "Collective has timed out"
+
+
+def stalled_tf_workers(errors: dict[int, str], ranks: int, timeout_s: float) -> str | None:
+    """Names the tf_distribute worker(s) that stopped responding, from the errors of the workers that
+    noticed (``rank-<r>.error``): the one a heartbeat timeout names, else every worker that did not
+    itself time out in a collective while others did. None when the errors say something else."""
+    for rank, text in sorted(errors.items()):
+        match = HEARTBEAT_TIMEOUT.search(text)
+        if match and int(match.group(1)) != rank:
+            return (f"tf_distribute worker {match.group(1)} stopped responding: worker {rank}'s heartbeat to it timed "
+                    "out (its process is alive but stopped, or its host is unreachable)")
+    waited = sorted(r for r, text in errors.items() if COLLECTIVE_TIMEOUT in text)
+    silent = [r for r in range(ranks) if r not in errors]
+    if not waited or not silent:
+        return None
+    plural = "s" if len(silent) > 1 else ""
+    return (f"tf_distribute worker{plural} {', '.join(map(str, silent))} stopped responding: worker"
+            f"{'s' if len(waited) > 1 else ''} {', '.join(map(str, waited))} waited {timeout_s:g} s for it in a "
+            "collective (train.collective_timeout_s)")
+
+
 def is_tracking_failure(exc: BaseException, tracking_uri: str) -> bool:
     """True only when talking to a remote tracking server failed: the connection (refused, reset,
     timed out) or the server's answer (HTTP 5xx). A full disk, a permission error on the checkpoint

@@ -62,6 +62,7 @@ def preflight(spark: SparkSession, cfg: PipelineConfig) -> Preflight:
             )
     prove_paths(spark, cfg)
     check_tracking(cfg.mlflow)
+    wait_for_free_slots(sc, num_proc, slots, cfg.train.slots_wait_s)
     threads = cfg.train.threads_per_rank
     local = (sc.master or "").startswith("local")
     if threads is None:
@@ -74,6 +75,40 @@ def preflight(spark: SparkSession, cfg: PipelineConfig) -> Preflight:
         except ConfigError as exc:
             raise PreflightError(str(exc)) from None
     return Preflight(num_proc=num_proc, manifest=manifest, threads_per_rank=threads)
+
+
+def busy_slots(sc) -> tuple[int, list[str]]:
+    """Task slots other jobs hold now (running tasks x spark.task.cpus), and those jobs' stages."""
+    tracker = sc.statusTracker()
+    running, stages = 0, []
+    for stage_id in tracker.getActiveStageIds():
+        info = tracker.getStageInfo(stage_id)
+        if info is not None and info.numActiveTasks:
+            running += info.numActiveTasks
+            stages.append(f"stage {stage_id} ({info.name.split(' at ')[0]}: {info.numActiveTasks} tasks)")
+    return running, stages
+
+
+def wait_for_free_slots(sc, needed: int, slots: int, wait_s: float, poll_s: float = 0.5) -> None:
+    """Returns once ``needed`` task slots are free at the same time; the ranks start together (Horovod
+    waits for all of them, a barrier stage is scheduled whole), so a busy cluster would otherwise hang.
+
+    Raises:
+        PreflightError: after ``wait_s`` seconds, naming the stages that hold the slots.
+    """
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        busy, stages = busy_slots(sc)
+        if slots - busy >= needed:
+            return
+        if time.monotonic() >= deadline:
+            raise PreflightError(
+                f"train.num_proc={needed} ranks need {needed} task slots free at once (they start together), but "
+                f"{busy} of Spark's {slots} slots stayed busy for {wait_s:g} s with other jobs of this Spark "
+                f"application: {', '.join(stages)}; wait for them, lower train.num_proc, or raise train.slots_wait_s")
+        time.sleep(poll_s)
 
 
 def probe_checkpoint_dir(path: str) -> None:

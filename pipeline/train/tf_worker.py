@@ -20,8 +20,10 @@ import os
 import pickle
 import signal
 import sys
+import time
 
 LOST = "tf_distribute worker {rank} was lost ({how})"
+ERROR_GRACE_S = 3.0
 FAILED = "tf_distribute worker {rank} failed (exit code {code}); its traceback is in rank-{rank}.error"
 
 
@@ -71,6 +73,11 @@ def barrier_task(job, environment: dict[str, str]):
                 if process.poll() is None:
                     process.kill()
                     process.wait()
+            if code > 0:
+                # A worker that failed on its own may have timed out waiting for a stalled one: give the
+                # other waiting workers a moment to record their own timeouts before Spark stops them,
+                # so the driver can tell the stalled worker from those that noticed.
+                time.sleep(ERROR_GRACE_S)
             if code != 0:
                 raise RuntimeError(exit_description(rank, code))
             with open(result_file, "rb") as handle:

@@ -231,6 +231,9 @@ def train_worker(job: RankJob, side):
         fail_after = os.environ.get(cb.FAIL_AFTER_EPOCH_ENV)
         if fail_after and rank == 0:
             callbacks.append(cb.FailAfterEpoch(int(fail_after)))
+        hang_after = os.environ.get(cb.HANG_AFTER_EPOCH_ENV, "")
+        if hang_after and int(hang_after.split(":")[1]) == rank:
+            callbacks.append(cb.HangAfterEpoch(int(hang_after.split(":")[0])))
 
         model.fit(side.distribute(train_ds), steps_per_epoch=job.steps_per_epoch, epochs=tcfg.epochs,
                   initial_epoch=job.start_epoch, validation_data=side.distribute(val_ds),

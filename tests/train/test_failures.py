@@ -142,3 +142,19 @@ def test_a_run_that_stopped_early_counts_as_finished():
     stopped_early = RunState(run_key="k", completed_epoch=7, extra={"final_weights": "final-weights.npz"})
     assert finished_training(stopped_early)  # 7 of 20 epochs, then early stopping: no training on the re-run
     assert not finished_training(RunState(run_key="k", completed_epoch=7))  # a crash after epoch 7: resume
+
+
+def test_a_stalled_tf_distribute_worker_is_named_not_the_one_that_noticed():
+    from pipeline.train.failures import stalled_tf_workers
+
+    heartbeat = ("Collective ops is aborted by: Error reported from /job:worker/task:1: Task /job:worker/replica:0/"
+                 "task:1 heartbeat timeout. This indicates that the remote task has failed")
+    assert stalled_tf_workers({0: heartbeat}, 2, 600) == (
+        "tf_distribute worker 1 stopped responding: worker 0's heartbeat to it timed out (its process is alive but "
+        "stopped, or its host is unreachable)")
+    timeout = "DeadlineExceededError: ... Collective has timed out during execution. [Op:CollectiveReduceV2]"
+    assert stalled_tf_workers({0: timeout, 2: timeout}, 3, 15) == (
+        "tf_distribute worker 1 stopped responding: workers 0, 2 waited 15 s for it in a collective "
+        "(train.collective_timeout_s)")
+    assert stalled_tf_workers({0: timeout, 1: timeout}, 2, 15) is None  # nobody silent: no culprit to name
+    assert stalled_tf_workers({0: "ValueError: bad input"}, 2, 15) is None

@@ -3,6 +3,7 @@ tasks on local[2], the same training contract as Horovod (shards, records, check
 same MLflow run, registration), and a worker killed mid-run named within seconds."""
 
 import os
+import re
 import signal
 import time
 
@@ -85,3 +86,56 @@ def test_a_killed_worker_is_named_and_the_run_resumes(spark, sample_dataset, tmp
     assert result.start_weights_digest == saved.weights_digest
     assert [e["epoch"] for e in result.epochs] == [1, 2, 3]
     assert np.isfinite(result.test_accuracy)
+
+
+@pytest.mark.slow
+def test_a_worker_that_hangs_alive_is_named_after_the_collective_timeout(spark, sample_dataset, tmp_path):
+    """Worker 1 is stopped (SIGSTOP: alive, holding its sockets, doing nothing) after epoch 1: TensorFlow
+    misses its heartbeats, worker 0's collective is aborted, and the error names worker 1, not the worker
+    that noticed."""
+    root, _ = sample_dataset
+    cfg = train_config(tmp_path, root, f"sqlite:///{tmp_path / 'mlflow.db'}", epochs=3, backend="tf_distribute",
+                       collective_timeout_s=15)
+
+    def stop_worker_1(run_dir):
+        pid = int((run_dir / "rank-1.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGSTOP)
+        return pid
+
+    thread, done = when_epoch_done(tmp_path / "checkpoints", 1, stop_worker_1)
+    try:
+        with pytest.raises(TrainingError) as info:
+            train(spark, cfg)
+    finally:
+        thread.join()
+        try:  # Spark's kill of task 1 takes its worker process with it; make sure of it
+            os.kill(done["result"], signal.SIGKILL)
+        except (ProcessLookupError, KeyError, TypeError):
+            pass
+    message = str(info.value)
+    print(f"\nworker 1 stopped; training failed {time.monotonic() - done['at']:.1f} s later:\n{message}")
+    assert "tf_distribute worker 1 stopped responding: worker 0's heartbeat to it timed out" in message, message
+    assert "resume from epoch 2" in message and "rank 0 failed with" not in message
+    assert time.monotonic() - done["at"] < 15 + 60
+
+
+@pytest.mark.slow
+def test_a_worker_stuck_in_its_own_code_is_named_after_the_collective_timeout(spark, sample_dataset, tmp_path,
+                                                                              monkeypatch):
+    """Worker 1 hangs in Python after epoch 1 while its process and TensorFlow's threads stay alive
+    (heartbeats go on): worker 0's next collective gives up after train.collective_timeout_s, and the
+    error names worker 1, the one that did not time out."""
+    from pipeline.train.callbacks import HANG_AFTER_EPOCH_ENV
+
+    root, _ = sample_dataset
+    cfg = train_config(tmp_path, root, f"sqlite:///{tmp_path / 'mlflow.db'}", epochs=3, backend="tf_distribute",
+                       collective_timeout_s=15)
+    monkeypatch.setenv(HANG_AFTER_EPOCH_ENV, "1:1")
+    started = time.monotonic()
+    with pytest.raises(TrainingError) as info:
+        train(spark, cfg)
+    message = str(info.value)
+    print(f"\nfailed after {time.monotonic() - started:.1f} s:\n{message}")
+    assert re.search(r"tf_distribute worker 1 stopped responding: worker 0 waited 15 s for it in a collective "
+                     r"\(train\.collective_timeout_s\)", message), message
+    assert "rank 0 failed with" not in message  # the worker that noticed is not the cause

@@ -2,6 +2,7 @@
 tracked in MLflow (a real tracking server process, and the embedded SQLite store)."""
 
 import os
+import time
 
 import mlflow
 import numpy as np
@@ -151,6 +152,38 @@ def test_preflight_refuses_more_ranks_than_task_slots(spark, sample_dataset, tmp
     with pytest.raises(PreflightError, match=r"train\.num_proc=3 but Spark has 2 task slots"):
         train(spark, cfg)
     assert not (tmp_path / "mlflow.db").exists()  # failed before any run was created
+
+
+@pytest.mark.parametrize("backend", ["horovod", "tf_distribute"])
+def test_preflight_refuses_in_seconds_when_other_jobs_hold_the_slots(spark, sample_dataset, tmp_path, backend):
+    import threading
+
+    sc = spark.sparkContext
+    started = time.monotonic()
+
+    def hold_one_slot():
+        sc.setJobGroup("slot-holder", "holds one of the two task slots", interruptOnCancel=True)
+        try:
+            sc.parallelize([0], 1).map(lambda x: __import__("time").sleep(120)).collect()
+        except Exception:
+            pass  # cancelled below
+
+    holder = threading.Thread(target=hold_one_slot)
+    holder.start()
+    try:
+        while not sc.statusTracker().getActiveStageIds():  # the holder's task is running
+            assert time.monotonic() - started < 30
+            time.sleep(0.1)
+        cfg = train_config(tmp_path, sample_dataset[0], f"sqlite:///{tmp_path / 'mlflow.db'}", num_proc=2,
+                           slots_wait_s=2, backend=backend)
+        with pytest.raises(PreflightError, match=r"train\.num_proc=2 ranks need 2 task slots free at once \(they start "
+                                                 r"together\), but 1 of Spark's 2 slots stayed busy for 2 s with other "
+                                                 r"jobs of this Spark application: stage \d+ \(collect: 1 tasks\)"):
+            train(spark, cfg)
+        assert time.monotonic() - started < 60  # seconds, not a barrier stage waiting for slots
+    finally:
+        sc.cancelJobGroup("slot-holder")
+        holder.join()
 
 
 def test_preflight_refuses_a_core_binding_that_cannot_fit(spark, sample_dataset, tmp_path):
