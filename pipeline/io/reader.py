@@ -1,7 +1,10 @@
-"""Reading a dataset split back as a ``tf.data.Dataset``, one shard per Horovod rank.
+"""Reading a dataset split back as a ``tf.data.Dataset``, one shard per training rank.
 
-Training uses exactly this: Petastorm's ``make_batch_reader`` shards by Parquet row group, so rank
-``r`` of ``n`` reads a disjoint part of the split, and the union over ranks is the whole split.
+Training uses exactly this. Shards are Parquet row groups, so rank ``r`` of ``n`` reads a disjoint
+part of the split, and the union over ranks is the whole split. Two engines stream a shard: Petastorm's
+``make_batch_reader`` (the Horovod backend, as on Databricks 15.4 ML) and pyarrow row group by row group
+(``engine="pyarrow"``: the tf_distribute backend, for runtimes without Petastorm); both take the same
+row groups for a shard (``shard_pieces``).
 
 Petastorm's reader is always opened repeating (``num_epochs=None``), and a finite read is cut at the
 shard's row count from the Parquet footers. Petastorm 0.13.1 decides "no more data" from two separate
@@ -64,6 +67,7 @@ def open_split(
     with_ids: bool = False,
     workers_count: int = 2,
     in_memory: bool = False,
+    engine: str = "petastorm",
 ) -> Iterator[tf.data.Dataset]:  # noqa: F821
     """Opens one shard of a split as batches of ``(image, label)`` (or ``(image, label, id)``).
 
@@ -83,15 +87,12 @@ def open_split(
         in_memory: read the shard once into memory and serve every pass from there
             (``load_shard``, ``in_memory_dataset``); a shuffled pass is then a full shuffle of the
             shard, whatever ``shuffle_buffer`` says. Not with ``with_ids``.
+        engine: ``petastorm`` or ``pyarrow`` (no Petastorm needed), for a streamed read.
 
     Raises:
         InputError: the split has fewer row groups than ``shard_count``.
     """
     import tensorflow as tf
-    from petastorm import make_batch_reader
-
-    _quiet_petastorm()
-    from petastorm.tf_utils import make_petastorm_dataset
 
     if in_memory:
         if with_ids:
@@ -101,6 +102,15 @@ def open_split(
                                 shuffle=shuffle_buffer > 0 or shuffle_row_groups, seed=seed)
         return
     fields = ["id", "image", "label"] if with_ids else ["image", "label"]
+    if engine == "pyarrow":
+        yield _batched(arrow_dataset(root, split, fields, cur_shard, shard_count, num_epochs, shuffle_row_groups, seed),
+                       batch_size, shuffle_buffer, seed)
+        return
+    from petastorm import make_batch_reader
+
+    _quiet_petastorm()
+    from petastorm.tf_utils import make_petastorm_dataset
+
     # A finite read is a repeating reader cut at the shard's row count (from the footers): Petastorm's
     # own end-of-data decision can fire before the row groups were read (module docstring).
     rows = shard_rows(root, split, cur_shard, shard_count)  # also refuses a shard without a row group
@@ -138,6 +148,68 @@ def open_split(
         reader.join()
 
 
+def arrow_dataset(root: str, split: str, fields: list[str], cur_shard: int | None, shard_count: int | None,
+                  num_epochs: int | None, shuffle_row_groups: bool = False, seed: int | None = None):
+    """One shard's row groups read with pyarrow, pass after pass (``num_epochs``; None: forever), as a
+    ``tf.data.Dataset`` of one element per row group: ``(image, label)`` or ``(image, label, id)``.
+    With ``shuffle_row_groups`` each pass takes the row groups in a new seeded order."""
+    import numpy as np
+    import tensorflow as tf
+
+    from pipeline.io.dataset import parquet_files
+
+    pieces = shard_pieces(root, split, cur_shard, shard_count)  # refuses a shard without a row group
+    filesystem, _ = parquet_files(split_path(root, split))
+
+    def row_groups():
+        rng = np.random.default_rng(seed)
+        done = 0
+        while num_epochs is None or done < num_epochs:
+            order = rng.permutation(len(pieces)) if shuffle_row_groups else range(len(pieces))
+            for i in order:
+                f, g, _ = pieces[i]
+                images, labels, ids = read_row_group(filesystem, f, g)
+                yield (images, labels, ids) if "id" in fields else (images, labels)
+            done += 1
+
+    signature = (tf.TensorSpec((None, 28, 28, 1), tf.uint8), tf.TensorSpec((None,), tf.int32))
+    if "id" in fields:
+        signature += (tf.TensorSpec((None,), tf.string),)
+    return tf.data.Dataset.from_generator(row_groups, output_signature=signature)
+
+
+def _batched(dataset, batch_size: int, shuffle_buffer: int, seed: int | None):
+    """Row-group elements to batches of ``batch_size`` (through a shuffle buffer of rows if asked)."""
+    if shuffle_buffer > 0:
+        dataset = dataset.unbatch().shuffle(shuffle_buffer, seed=seed).batch(batch_size)
+    else:
+        dataset = dataset.rebatch(batch_size)
+    return dataset.prefetch(2).with_options(_fixed_pipeline_options())
+
+
+def read_row_group(filesystem, file: str, group: int):
+    """One row group as numpy arrays: images ``uint8 (rows, 28, 28, 1)``, labels ``int32``, ids (str), with the
+    pixels straight from the Arrow buffer (784 bytes a row, no object per row).
+
+    Raises:
+        InputError: an image that is not 784 bytes (naming the file).
+    """
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    with filesystem.open_input_file(file) as handle:
+        table = pq.ParquetFile(handle).read_row_group(group, columns=["id", "image", "label"])
+    images = []
+    for chunk in table.column("image").chunks:
+        offsets = np.frombuffer(chunk.buffers()[1], np.int32)[chunk.offset:chunk.offset + len(chunk) + 1]
+        if offsets[-1] - offsets[0] != 784 * len(chunk) or np.any(np.diff(offsets) != 784):
+            raise InputError(f"{file}: an image that is not 784 bytes (was the split written by ingest?)")
+        images.append(np.frombuffer(chunk.buffers()[2], np.uint8)[offsets[0]:offsets[-1]])
+    pixels = np.concatenate(images) if images else np.zeros(0, np.uint8)
+    return (pixels.reshape(-1, 28, 28, 1), table.column("label").to_numpy().astype(np.int32),
+            table.column("id").to_numpy())
+
+
 def _quiet_petastorm() -> None:
     # petastorm 0.13 uses pyarrow's legacy dataset API, which pyarrow 12 warns about at every call.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm(\.|$)")
@@ -157,34 +229,21 @@ def load_shard(root: str, split: str, cur_shard: int | None = None, shard_count:
         InputError: the split has fewer row groups than shards, or a row is not 784 bytes.
     """
     import numpy as np
-    import pyarrow.parquet as pq
 
     from pipeline.io.dataset import parquet_files
 
     start = time.perf_counter()
     filesystem, _ = parquet_files(split_path(root, split))
     mine = shard_pieces(root, split, cur_shard, shard_count)
-    images, labels, ids = [], [], []
-    for f, g, _ in mine:
-        with filesystem.open_input_file(f) as handle:
-            table = pq.ParquetFile(handle).read_row_group(g, columns=["id", "image", "label"])
-        for chunk in table.column("image").chunks:
-            # the pixels straight from the Arrow buffer (784 bytes a row): no object per row
-            offsets = np.frombuffer(chunk.buffers()[1], np.int32)[chunk.offset:chunk.offset + len(chunk) + 1]
-            if offsets[-1] - offsets[0] != 784 * len(chunk) or np.any(np.diff(offsets) != 784):
-                raise InputError(f"{f}: an image that is not 784 bytes (was the split written by ingest?)")
-            images.append(np.frombuffer(chunk.buffers()[2], np.uint8)[offsets[0]:offsets[-1]])
-        labels.append(table.column("label").to_numpy().astype(np.int32))
-        ids.append(table.column("id").to_numpy())
-    pixels, y = np.concatenate(images).reshape(-1, 784), np.concatenate(labels)
+    images, labels, ids = zip(*(read_row_group(filesystem, f, g) for f, g, _ in mine))
     order = np.argsort(np.concatenate(ids), kind="stable")
-    pixels, y = pixels[order], y[order]
+    pixels, y = np.concatenate(images)[order], np.concatenate(labels)[order]
     which = f"{split} shard {cur_shard}/{shard_count}" if shard_count is not None else f"{split} split"
     # a rank's shard: worth a line of its log; the driver's read of a whole split (evaluation): not on the console
     log.log(logging.INFO if shard_count is not None else logging.DEBUG,
             "%s in memory: %d rows from %d row groups, %.1f MB, read in %.1f s", which, y.size, len(mine),
               (pixels.nbytes + y.nbytes) / 1e6, time.perf_counter() - start)
-    return pixels.reshape(-1, 28, 28, 1), y
+    return pixels, y
 
 
 def in_memory_dataset(images, labels, batch_size: int, num_epochs: int | None = None, shuffle: bool = False,

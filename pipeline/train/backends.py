@@ -64,6 +64,7 @@ class HorovodSide:
 
     name = HOROVOD
     symmetric_checkpoints = False  # rank 0 alone writes
+    reader = "petastorm"  # pipeline.io.reader's engine for streamed shards
 
     def __init__(self, run_dir: str, threads: int, seed: int, bind_cores: str):
         from pipeline.train.worker import start_rank
@@ -109,6 +110,7 @@ class TFDistributeSide:
     ``collective_timeout_s`` instead of waiting forever on a worker that hangs."""
 
     name = TF_DISTRIBUTE
+    reader = "pyarrow"  # no Petastorm on the runtimes this backend is for
     symmetric_checkpoints = True  # a checkpoint write of mirrored variables may be collective: all take part
 
     def __init__(self, run_dir: str, threads: int, seed: int, bind_cores: str, rank: int, size: int,

@@ -73,6 +73,16 @@ _evaluation_imports: threading.Thread | None = None
 _evaluation_imports_lock = threading.Lock()
 
 
+def _finish_evaluation_imports() -> None:
+    """Waits for the background imports before this thread imports the same modules: two threads
+    importing TensorFlow and tf_keras at once can each hold a module lock the other needs, and Python
+    then hands one of them a half-initialised ``tensorflow`` (``No module named 'tensorflow.compat'``)."""
+    with _evaluation_imports_lock:
+        thread = _evaluation_imports
+    if thread is not None:
+        thread.join()
+
+
 @dataclass
 class TrainResult:
     run_id: str
@@ -213,6 +223,7 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
             mlflow.set_tag("horovod.rank_cores", cores_tag)
         log_missing_epochs(client, run_id, epochs)
 
+        _finish_evaluation_imports()
         if stopped_after is not None or not register:
             result = _unregistered_result(cfg, run_id, epochs, stopped_after)
         else:

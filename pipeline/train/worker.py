@@ -197,15 +197,16 @@ def train_worker(job: RankJob, side):
     shard_ids = None
     if tcfg.report_shards:
         shard_ids = []
-        with open_split(job.dataset_root, "train", 1024, cur_shard=rank, shard_count=size, with_ids=True) as ids_ds:
+        with open_split(job.dataset_root, "train", 1024, cur_shard=rank, shard_count=size, with_ids=True,
+                        engine=side.reader) as ids_ds:
             for _, _, ids in ids_ds:
                 shard_ids += [i.decode() for i in ids.numpy()]
 
     with open_split(job.dataset_root, "train", tcfg.batch_size, cur_shard=rank, shard_count=size,
                     num_epochs=None, shuffle_row_groups=True, shuffle_buffer=tcfg.shuffle_buffer,
-                    seed=tcfg.seed + rank, in_memory=job.in_memory) as train_ds, \
+                    seed=tcfg.seed + rank, in_memory=job.in_memory, engine=side.reader) as train_ds, \
          open_split(job.dataset_root, "val", tcfg.batch_size, cur_shard=rank, shard_count=size,
-                    num_epochs=None, in_memory=job.in_memory) as val_ds:
+                    num_epochs=None, in_memory=job.in_memory, engine=side.reader) as val_ds:
         callbacks = [
             cb.LearningRateController(job.optimizer, size, tcfg.epochs, job.steps_per_epoch),
             cb.Throughput(job.steps_per_epoch, tcfg.batch_size),
@@ -222,7 +223,7 @@ def train_worker(job: RankJob, side):
         if tcfg.early_stopping_patience > 0:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=tcfg.early_stopping_patience, restore_best_weights=True))
-        with open_split(job.dataset_root, "val", tcfg.dead_unit_batch, num_epochs=1) as probe_ds:
+        with open_split(job.dataset_root, "val", tcfg.dead_unit_batch, num_epochs=1, engine=side.reader) as probe_ds:
             callbacks.append(cb.DeadUnits(next(iter(probe_ds))[0]))
         # Only rank 0 writes checkpoints and records (tf_distribute: the others take part in the write).
         if rank == 0 or side.symmetric_checkpoints:

@@ -1,4 +1,5 @@
-"""Sharded reads through Petastorm: disjoint shards whose union is the split."""
+"""Sharded reads, through Petastorm and through pyarrow: disjoint shards whose union is the split, the
+same shard from either engine."""
 
 import numpy as np
 import pytest
@@ -8,9 +9,13 @@ from pipeline.io.reader import open_split
 from tests.helpers import read_split
 
 
-def _read_ids(root, split, shard, count):
+ENGINES = ["petastorm", "pyarrow"]
+
+
+def _read_ids(root, split, shard, count, engine="petastorm"):
     ids, images, labels = [], [], []
-    with open_split(str(root), split, batch_size=64, cur_shard=shard, shard_count=count, with_ids=True) as ds:
+    with open_split(str(root), split, batch_size=64, cur_shard=shard, shard_count=count, with_ids=True,
+                    engine=engine) as ds:
         for image, label, id_ in ds:
             assert image.shape[1:] == (28, 28, 1) and image.dtype.name == "uint8"
             ids += [i.decode() for i in id_.numpy()]
@@ -19,11 +24,12 @@ def _read_ids(root, split, shard, count):
     return ids, images, labels
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("count", [1, 2, 3])
-def test_shards_are_disjoint_and_cover_the_split(sample_dataset, count):
+def test_shards_are_disjoint_and_cover_the_split(sample_dataset, count, engine):
     root, _ = sample_dataset
     expected = read_split(root, "val")
-    shards = [_read_ids(root, "val", r, count)[0] for r in range(count)]
+    shards = [_read_ids(root, "val", r, count, engine)[0] for r in range(count)]
     for i in range(count):
         assert shards[i], f"shard {i} of {count} is empty"
         for j in range(i + 1, count):
@@ -32,27 +38,37 @@ def test_shards_are_disjoint_and_cover_the_split(sample_dataset, count):
     assert sorted(union) == [r[0] for r in expected]
 
 
-def test_reader_yields_raw_pixels_and_labels_as_stored(sample_dataset):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_reader_yields_raw_pixels_and_labels_as_stored(sample_dataset, engine):
     root, _ = sample_dataset
-    ids, images, labels = _read_ids(root, "test", None, None)
+    ids, images, labels = _read_ids(root, "test", None, None, engine)
     stored = {r[0]: r for r in read_split(root, "test")}
     for i in (0, 500, len(ids) - 1):
         assert np.asarray(images[i], dtype=np.uint8).tobytes() == stored[ids[i]][1]
         assert labels[i] == stored[ids[i]][2]
 
 
-def test_batches_have_the_requested_size(sample_dataset):
+def test_both_engines_read_the_same_shard(sample_dataset):
     root, _ = sample_dataset
-    with open_split(str(root), "val", batch_size=100) as ds:
+    for r in range(3):
+        assert sorted(_read_ids(root, "train", r, 3, "pyarrow")[0]) == sorted(_read_ids(root, "train", r, 3)[0])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_batches_have_the_requested_size(sample_dataset, engine):
+    root, _ = sample_dataset
+    with open_split(str(root), "val", batch_size=100, engine=engine) as ds:
         sizes = [int(image.shape[0]) for image, _ in ds]
     assert sizes == [100] * 8
 
 
-def test_more_shards_than_row_groups_is_refused(sample_dataset):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_more_shards_than_row_groups_is_refused(sample_dataset, engine):
     root, _ = sample_dataset
     for num_epochs in (1, None):
         with pytest.raises(InputError, match=r"8 row groups, too few for shard 8 of 9"):
-            with open_split(str(root), "val", batch_size=10, cur_shard=8, shard_count=9, num_epochs=num_epochs):
+            with open_split(str(root), "val", batch_size=10, cur_shard=8, shard_count=9, num_epochs=num_epochs,
+                            engine=engine):
                 pass
 
 
@@ -67,21 +83,35 @@ def test_a_one_pass_read_is_never_short(sample_dataset):
             assert sorted(_read_ids(root, "val", r, 2)[0]) == expected[r]
 
 
-def test_a_pass_of_several_epochs_is_each_row_that_many_times(sample_dataset):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_pass_of_several_epochs_is_each_row_that_many_times(sample_dataset, engine):
     root, _ = sample_dataset
-    with open_split(str(root), "val", batch_size=64, cur_shard=0, shard_count=2, num_epochs=3, with_ids=True) as ds:
+    with open_split(str(root), "val", batch_size=64, cur_shard=0, shard_count=2, num_epochs=3, with_ids=True,
+                    engine=engine) as ds:
         ids = [i for _, _, batch in ds for i in batch.numpy()]
     assert len(ids) == 3 * len(set(ids)) and sorted(i.decode() for i in set(ids)) == sorted(_read_ids(root, "val", 0, 2)[0])
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("shuffle_buffer", [0, 512])
-def test_training_reader_runs_without_the_tf_data_autotuner(sample_dataset, shuffle_buffer):
+def test_training_reader_runs_without_the_tf_data_autotuner(sample_dataset, shuffle_buffer, engine):
     # Deleting an autotuned iterator waits for the autotuner's thread: 0-20 s at the end of every
     # fit on 2 cores (bench/fit_end_bench.py). The pipeline must keep it off, and still read whole.
     root, _ = sample_dataset
-    with open_split(str(root), "val", batch_size=100, shuffle_buffer=shuffle_buffer, seed=1) as ds:
+    with open_split(str(root), "val", batch_size=100, shuffle_buffer=shuffle_buffer, seed=1, engine=engine) as ds:
         assert ds.options().autotune.enabled is False
         assert sum(int(image.shape[0]) for image, _ in ds) == 800
+
+
+def test_pyarrow_training_passes_shuffle_row_groups_and_each_holds_the_shard_once(sample_dataset):
+    root, _ = sample_dataset
+    shard = sorted(_read_ids(root, "train", 0, 2)[0])
+    with open_split(str(root), "train", batch_size=len(shard), cur_shard=0, shard_count=2, num_epochs=None,
+                    shuffle_row_groups=True, seed=5, with_ids=True, engine="pyarrow") as ds:
+        it = iter(ds)
+        passes = [[i.decode() for i in next(it)[2].numpy()] for _ in range(4)]
+    assert all(sorted(p) == shard for p in passes)
+    assert len({tuple(p) for p in passes}) > 1  # a new row-group order per pass
 
 
 def _pairs(images, labels):
