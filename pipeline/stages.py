@@ -95,11 +95,9 @@ ALIASES = {"run": "retrain"}  # `mnist-pipeline run` is what scripts/run.sh call
 
 
 def _backend(stage: str, cfg: PipelineConfig) -> str | None:
-    """The backend a stage will train with, for the version check: None where it does not train; lr-find
-    runs on Horovod ranks only; with train.backend=auto, Horovod where it loads, else tf_distribute."""
-    if stage == "lr-find":
-        return "horovod"
-    if stage not in ("train", "retrain", "tune"):
+    """The backend a stage will train with, for the version check: None where it does not train; with
+    train.backend=auto, Horovod where it loads, else tf_distribute."""
+    if stage not in ("train", "retrain", "tune", "lr-find"):
         return None
     from pipeline.train.backends import resolve_backend
 

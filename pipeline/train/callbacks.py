@@ -195,20 +195,22 @@ class LearningRateSweep(keras.callbacks.Callback):
         self.losses: list[float] = []
         self.diverged_at: int | None = None
         self._average = 0.0
+        self._running = 0.0  # the epoch's running mean loss after the previous batch
         self._best = float("inf")
 
     def on_train_batch_begin(self, batch, logs=None):
-        # Keras reports the epoch's running mean as "loss"; reset it so each batch's own loss comes back.
-        self.model.reset_metrics()
         rate = self._cfg.min_learning_rate * self._factor ** len(self.rates)
         keras.backend.set_value(self.model.optimizer.learning_rate, rate)
         self.rates.append(rate)
 
     def on_train_batch_end(self, batch, logs=None):
-        # Horovod: the loss of this batch averaged over every rank's batch.
-        loss = self._side.mean(float(logs["loss"]))
+        # Keras reports the epoch's running mean as "loss" (this worker's: lr_find_worker); this batch's
+        # own loss is what the mean, averaged over the workers, moved by.
+        n = len(self.losses) + 1
+        running = self._side.mean(float(logs["loss"]))
+        loss = n * running - (n - 1) * self._running
+        self._running = running
         self.losses.append(loss)
-        n = len(self.losses)
         beta = self._cfg.smoothing
         self._average = beta * self._average + (1 - beta) * loss
         smoothed = self._average / (1 - beta ** n)

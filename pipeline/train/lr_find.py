@@ -88,25 +88,25 @@ def lr_find(spark, cfg: PipelineConfig) -> Sweep:
     """Runs the sweep on the configured ranks, logs it to MLflow, returns the reading."""
     import mlflow
 
-    from pipeline.errors import PreflightError
     from pipeline.io.tracking import setup_experiment
-    from pipeline.train.backends import TF_DISTRIBUTE, resolve_backend
-    from pipeline.train.driver import launch_ranks
+    from pipeline.train.backends import HOROVOD, resolve_backend
+    from pipeline.train.driver import launch_ranks, launch_tf_workers
     from pipeline.train.preflight import preflight
     from pipeline.train.worker import LrFindJob, lr_find_on_rank
 
-    if cfg.train.backend == TF_DISTRIBUTE or resolve_backend(cfg.train.backend) == TF_DISTRIBUTE:
-        raise PreflightError("lr-find runs on Horovod only (train.backend=tf_distribute, or Horovod does not load "
-                             "here); find the rate where Horovod runs, or sweep optimizer.learning_rate with tune")
+    backend = resolve_backend(cfg.train.backend)
     lf = cfg.lr_find
     pre = preflight(spark, cfg)
     run_dir = f"{qualify(cfg.train.checkpoint_dir).rstrip('/')}/lr-find-{uuid.uuid4().hex[:12]}"
     job = LrFindJob(model=cfg.model, optimizer=cfg.optimizer, lr_find=lf, train=cfg.train,
                     dataset_root=qualify(cfg.data.root), run_dir=run_dir, threads_per_rank=pre.threads_per_rank)
-    log.info("lr-find: %d ranks x %d threads, %d steps of %d per rank, rate %.1e -> %.1e", pre.num_proc,
-             pre.threads_per_rank, lf.steps, cfg.train.batch_size, lf.min_learning_rate, lf.max_learning_rate)
+    log.info("lr-find: %d ranks x %d threads (%s), %d steps of %d per rank, rate %.1e -> %.1e", pre.num_proc,
+             pre.threads_per_rank, backend, lf.steps, cfg.train.batch_size, lf.min_learning_rate, lf.max_learning_rate)
     try:
-        results = launch_ranks(lr_find_on_rank, job, pre.num_proc, run_dir, cfg)
+        if backend == HOROVOD:
+            results = launch_ranks(lr_find_on_rank, job, pre.num_proc, run_dir, cfg)
+        else:
+            results = launch_tf_workers(spark, job, pre.num_proc, run_dir)
     finally:
         storage.delete(run_dir)
     rank0 = next(r for r in results if r and r["rank"] == 0)
@@ -115,7 +115,7 @@ def lr_find(spark, cfg: PipelineConfig) -> Sweep:
 
     experiment_id = setup_experiment(cfg.mlflow)
     with mlflow.start_run(experiment_id=experiment_id, run_name="lr-find") as run:
-        mlflow.set_tags({"pipeline.kind": "lr-find", "suggested_method": sweep.method,
+        mlflow.set_tags({"pipeline.kind": "lr-find", "backend": backend, "suggested_method": sweep.method,
                          "suggested_learning_rate": f"{sweep.suggested_setting:.3g}"})
         mlflow.log_params({**{f"lr_find.{k}": v for k, v in vars(lf).items()}, "horovod.num_proc": sweep.ranks,
                            "train.batch_size": cfg.train.batch_size, "optimizer.name": cfg.optimizer.name,

@@ -102,9 +102,9 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with open(job_file, "rb") as handle:
         job = pickle.load(handle)
-    from pipeline.train.worker import train_on_tf_worker
+    from pipeline.train.worker import on_tf_worker
 
-    result = train_on_tf_worker(job, int(rank), int(size), int(local_rank), int(local_size))
+    result = on_tf_worker(job, int(rank), int(size), int(local_rank), int(local_size))
     with open(result_file, "wb") as handle:
         pickle.dump(result, handle)
     return 0

@@ -1,6 +1,6 @@
 """What each rank (worker) runs: read its shard, train the CNN, checkpoint on rank 0.
 
-``train_on_rank`` is sent to Spark tasks by ``horovod.spark.run``; ``train_on_tf_worker`` runs in the
+``train_on_rank`` is sent to Spark tasks by ``horovod.spark.run``; ``on_tf_worker`` runs in the
 process a ``tf_distribute`` barrier task starts (``pipeline.train.tf_worker``). Both run
 ``train_worker`` with the backend's ``Side`` (``pipeline.train.backends``). They import everything
 inside so they pickle small. A ``RankJob`` holds only what a rank needs (model, optimizer and training
@@ -61,8 +61,9 @@ def train_on_rank(job: RankJob):
     return _reporting_errors(run, job)
 
 
-def train_on_tf_worker(job: RankJob, rank: int, size: int, local_rank: int, local_size: int):
-    """A ``tf_distribute`` worker's part (``TF_CONFIG`` already set); failures as ``train_on_rank``."""
+def on_tf_worker(job: RankJob | LrFindJob, rank: int, size: int, local_rank: int, local_size: int):
+    """A ``tf_distribute`` worker's part (``TF_CONFIG`` already set): training, or the learning-rate
+    range test for an ``LrFindJob``; failures as ``train_on_rank``."""
     os.environ[RANK_ENV] = str(rank)
 
     def run(job):
@@ -70,14 +71,21 @@ def train_on_tf_worker(job: RankJob, rank: int, size: int, local_rank: int, loca
 
         side = TFDistributeSide(job.run_dir, job.threads_per_rank, job.train.seed, job.train.bind_cores, rank, size,
                                 local_rank, local_size, job.train.collective_timeout_s)
-        return train_worker(job, side)
+        return lr_find_worker(job, side) if isinstance(job, LrFindJob) else train_worker(job, side)
 
     return _reporting_errors(run, job)
 
 
 def lr_find_on_rank(job: LrFindJob):
-    """Runs this rank's part of the learning-rate range test; rank 0 returns the rates and losses."""
-    return _reporting_errors(_lr_find, job)
+    """Runs this Horovod rank's part of the learning-rate range test; rank 0 returns the rates and losses."""
+
+    def run(job):
+        from pipeline.train.backends import HorovodSide
+
+        return lr_find_worker(job, HorovodSide(job.run_dir, job.threads_per_rank, job.train.seed,
+                                               job.train.bind_cores))
+
+    return _reporting_errors(run, job)
 
 
 def _reporting_errors(fn, job):
@@ -140,28 +148,30 @@ def start_rank(run_dir: str, threads: int, seed: int, bind_cores: str):
     return hvd, cores
 
 
-def _lr_find(job: LrFindJob):
-    from pipeline.train.backends import HorovodSide
-
-    side = HorovodSide(job.run_dir, job.threads_per_rank, job.train.seed, job.train.bind_cores)
-    hvd = side.hvd
+def lr_find_worker(job: LrFindJob, side):
+    """This worker's part of the learning-rate range test under ``side`` (either backend); rank 0
+    returns the rates and the losses averaged over the workers."""
     from pipeline.io.reader import open_split
     from pipeline.train import callbacks as cb
     from pipeline.train.model import build_model, make_loss
     from pipeline.train.schedules import make_optimizer
 
-    rank, size = hvd.rank(), hvd.size()
-    model = build_model(job.model)
-    # Horovod: average gradients over all ranks, as in training; the sweep sets the rate every batch.
-    optimizer = hvd.DistributedOptimizer(make_optimizer(job.optimizer, job.lr_find.min_learning_rate))
-    model.compile(optimizer=optimizer, loss=make_loss(job.model))
+    rank, size = side.rank, side.size
+    with side.scope():
+        model = build_model(job.model)
+        # the gradients averaged over every worker, as in training; the sweep sets the rate every batch
+        optimizer = side.optimizer(make_optimizer(job.optimizer, job.lr_find.min_learning_rate), job.train)
+        model.compile(optimizer=optimizer, loss=make_loss(job.model))
+    # Each batch's logs as this worker's own values, which the sweep averages over the workers itself;
+    # Keras' default under MultiWorkerMirroredStrategy sums the workers' running means ("auto" = "sum").
+    model.distribute_reduction_method = "first"
     sweep = cb.LearningRateSweep(side, job.lr_find)
     with open_split(job.dataset_root, "train", job.train.batch_size, cur_shard=rank, shard_count=size,
                     num_epochs=None, shuffle_row_groups=True, shuffle_buffer=job.train.shuffle_buffer,
-                    seed=job.train.seed + rank) as train_ds:
-        # Horovod: every rank starts from rank 0's initial weights.
-        model.fit(train_ds, steps_per_epoch=job.lr_find.steps, epochs=1, verbose=0,
-                  callbacks=[hvd.callbacks.BroadcastGlobalVariablesCallback(0), sweep])
+                    seed=job.train.seed + rank, engine=side.reader) as train_ds:
+        # every worker starts from rank 0's initial weights (Horovod: the broadcast callback)
+        model.fit(side.distribute(train_ds), steps_per_epoch=job.lr_find.steps, epochs=1, verbose=0,
+                  callbacks=[*side.callbacks(), sweep])
     if rank != 0:
         return {"rank": rank}
     return {"rank": rank, "rates": sweep.rates, "losses": sweep.losses, "diverged_at": sweep.diverged_at,

@@ -8,7 +8,6 @@ from pipeline.errors import InputError
 from pipeline.io.reader import open_split
 from tests.helpers import read_split
 
-
 ENGINES = ["petastorm", "pyarrow"]
 
 

@@ -107,6 +107,28 @@ def test_a_study_prunes_stops_ranks_logs_nested_runs_and_writes_settings_that_tr
     assert float(client.get_run(trained.run_id).data.params["optimizer.learning_rate"]) == GOOD
 
 
+def test_a_study_on_tf_distribute_prunes_and_completes_trials(spark, sample_dataset, tmp_path):
+    """The same study on TensorFlow's own workers: the pruner stops a hopeless trial's workers after its
+    first epoch, a good one runs to the end, each trial a nested run trained by tf_distribute."""
+    root, _ = sample_dataset
+    cfg = _tune_config(tmp_path, root, study="tf", trials=3, sampler="random", pruner="threshold", prune_threshold=0.5,
+                       space={"optimizer.learning_rate": {"type": "categorical", "choices": [GOOD, HOPELESS]}})
+    cfg.train.backend = "tf_distribute"
+    result = tune(spark, cfg, train)
+
+    trials = _trials(cfg)
+    assert {t.params["optimizer.learning_rate"] for t in trials} == {GOOD, HOPELESS}
+    client = MlflowClient(cfg.mlflow.tracking_uri)
+    for trial in trials:
+        expected = TrialState.PRUNED if trial.params["optimizer.learning_rate"] == HOPELESS else TrialState.COMPLETE
+        assert trial.state == expected, trial
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.data.params["backend"] == "tf_distribute"
+        assert run.info.status == ("KILLED" if expected == TrialState.PRUNED else "FINISHED")
+    assert client.get_run(result.parent_run_id).data.tags["best.optimizer.learning_rate"] == str(GOOD)
+    assert not list((tmp_path / "checkpoints").glob("*/state.json"))
+
+
 def _wait_for(predicate, timeout_s, what):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -179,11 +201,15 @@ def test_a_killed_study_resumes_its_interrupted_trial_and_finishes(sample_datase
     np.testing.assert_array_equal(first_call, second_call)
 
 
-def test_lr_find_sweeps_stops_on_divergence_and_logs_a_plot(spark, sample_dataset, tmp_path):
+@pytest.mark.parametrize("backend", ["horovod", "tf_distribute"])
+def test_lr_find_sweeps_stops_on_divergence_and_logs_a_plot(spark, sample_dataset, tmp_path, backend):
     root, _ = sample_dataset
-    cfg = train_config(tmp_path, root, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    cfg = train_config(tmp_path, root, f"sqlite:///{tmp_path / 'mlflow.db'}", backend=backend)
     cfg.lr_find.steps = 40
     cfg.lr_find.max_learning_rate = 10.0  # Adam at rate 10 diverges: the sweep must stop before its end
+    # Past a rate of about 0.2 the loss jumps, then may settle near chance (dead units) instead of growing
+    # on: stop at half again the lowest smoothed loss, which every run here crossed
+    cfg.lr_find.diverge_factor = 1.5
     sweep = lr_find(spark, cfg)
 
     assert sweep.ranks == 2
@@ -197,4 +223,5 @@ def test_lr_find_sweeps_stops_on_divergence_and_logs_a_plot(spark, sample_datase
     assert "lr_find.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
     assert len(client.get_metric_history(run.info.run_id, "lr_find_loss")) == sweep.diverged_at
     assert float(run.data.tags["suggested_learning_rate"]) == pytest.approx(sweep.suggested_setting, rel=1e-2)
+    assert run.data.tags["backend"] == backend
     assert not list((tmp_path / "checkpoints").glob("lr-find-*"))
