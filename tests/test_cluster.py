@@ -1,5 +1,6 @@
 """The spark-submit path end to end against a real Spark standalone cluster on loopback (a master and two
-one-core workers): ingest, train with 2 Horovod ranks, evaluate/promote, batch inference."""
+one-core workers): ingest, train with 2 Horovod ranks, evaluate/promote, batch inference, then training
+again on tf_distribute, one TensorFlow worker on each Spark worker."""
 
 import json
 import re
@@ -42,11 +43,11 @@ def test_spark_submit_jobs_on_a_standalone_cluster(cluster, wheel, tmp_path):
         f"infer.output={tmp_path}/predictions", "train.num_proc=2", "train.epochs=1", "spark.progress_interval_s=0",
     ]
 
-    def submit(job: str) -> subprocess.CompletedProcess:
+    def submit(job: str, *extra: str) -> subprocess.CompletedProcess:
         result = subprocess.run(
             [f"{SPARK_HOME}/bin/spark-submit", "--master", cluster.url, "--py-files", str(wheel),
              "--conf", "spark.driver.host=127.0.0.1", "--conf", f"spark.pyspark.python={sys.executable}",
-             "--conf", "spark.executor.memory=1g", str(REPO / "jobs" / job), *overrides],
+             "--conf", "spark.executor.memory=1g", str(REPO / "jobs" / job), *overrides, *extra],
             cwd=tmp_path, env=spark_env(), capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, f"{job} failed:\n{result.stdout[-2000:]}\n{result.stderr[-5000:]}"
         return result
@@ -69,6 +70,16 @@ def test_spark_submit_jobs_on_a_standalone_cluster(cluster, wheel, tmp_path):
     assert len(apps) == 3, apps
     executor_logs = list((cluster.folder / "work").glob("app-*/*/stderr"))
     assert len(executor_logs) >= 6  # an executor on each of the two workers, for each application
+
+    # The same job on TensorFlow's own workers: a barrier stage of 2 tasks on the 2 one-core workers.
+    retrained = submit("train.py", "train.backend=tf_distribute").stdout
+    assert "model mnist-cnn version 2: test accuracy" in retrained
+    tf_run = client.get_run(client.get_model_version("mnist-cnn", "2").run_id)
+    assert tf_run.data.params["backend"] == "tf_distribute" and tf_run.data.params["horovod.num_proc"] == "2"
+    (tf_app,) = set(p.name for p in (cluster.folder / "work").iterdir()) - set(apps)
+    started = [log for log in (cluster.folder / "work" / tf_app).glob("*/stderr")
+               if "Started server with target: grpc://" in log.read_text(errors="replace")]
+    assert len(started) == 2, "each Spark worker's executor should run one TensorFlow worker"
 
 
 def test_ingest_survives_a_lost_executor_with_identical_output(cluster, wheel, sample_arrays, spark, tmp_path):
