@@ -1,9 +1,10 @@
-"""Training throughput: the pipeline (Petastorm + Horovod on Spark) at N=1 and N=2 ranks against plain
-Keras on the same data held in memory, same model, batch size and thread budget, in one run.
-The N=2 run is also the whole pipeline (ingest, train, evaluate, register) over the full data set.
+"""Training throughput: the pipeline on both backends (Horovod + Petastorm, and TensorFlow's
+MultiWorkerMirroredStrategy in a Spark barrier stage: train.backend) at N=1 and N=2 ranks against plain
+Keras on the same data held in memory, same model, batch size, seed and thread budget, in one run.
+Each pipeline run is also the whole training stage (train, evaluate, register) over the full data set.
 
     .venv/bin/python bench/train_bench.py [--input /usr/share/datasets/fashion-mnist] [--epochs 3] [--repeats 3]
-                                          [--streaming] [--unbound]
+                                          [--streaming] [--unbound] [--backends horovod,tf_distribute]
 
 The pipeline runs with its defaults, so on this data each rank holds its shards in memory
 (``train.cache_in_memory: auto``) and two ranks on two cores are bound to one core each
@@ -112,6 +113,8 @@ def main() -> None:
                         help="also run N=1 and N=2 streaming their shards (train.cache_in_memory=never)")
     parser.add_argument("--unbound", action="store_true",
                         help="also run N=2 with the ranks not bound to cores (train.bind_cores=never)")
+    parser.add_argument("--backends", default="horovod,tf_distribute",
+                        help="train.backend values to run, comma-separated (each at N=1 and N=2)")
     parser.add_argument("--keras-shard", help=argparse.SUPPRESS)  # i/n: one of keras_processes' children
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -147,14 +150,16 @@ def main() -> None:
         ingest_s = time.perf_counter() - start
         # Interleaved repeats (Keras, N=1, N=2, Keras, ...): a slow spell of the machine hits every path,
         # and the median of each path's repeats is what the ratios use.
-        paths = [(1, "auto", "auto"), (2, "auto", "auto")] + \
-            ([(1, "never", "auto"), (2, "never", "auto")] if args.streaming else []) + \
-            ([(2, "auto", "never")] if args.unbound else [])
+        backends = args.backends.split(",")
+        paths = [(n, "auto", "auto", backend) for backend in backends for n in (1, 2)] + \
+            ([(1, "never", "auto", "horovod"), (2, "never", "auto", "horovod")] if args.streaming else []) + \
+            ([(2, "auto", "never", "horovod")] if args.unbound else [])
         bases, ceilings, runs = [], [], {path: [] for path in paths}
         for _ in range(args.repeats):
             bases.append(keras_in_memory(cfg, work / "dataset", args.epochs, threads=cores))
             ceilings.append(keras_processes(cfg, work / "dataset", args.epochs, 2, max(1, cores // 2)))
-            for n, cache, bind in paths:
+            for n, cache, bind, backend in paths:
+                cfg.train.backend = backend
                 cfg.train.num_proc = n
                 cfg.train.cache_in_memory = cache
                 cfg.train.bind_cores = bind
@@ -163,7 +168,7 @@ def main() -> None:
                 result = train(spark, cfg)
                 wall = time.perf_counter() - start
                 steady = result.epochs[1:] or result.epochs
-                runs[(n, cache, bind)].append({"images_per_sec": float(np.mean([e["images_per_sec"] for e in steady])),
+                runs[(n, cache, bind, backend)].append({"images_per_sec": float(np.mean([e["images_per_sec"] for e in steady])),
                                                "wall": wall, "accuracy": result.test_accuracy,
                                                "rank_cores": result.rank_cores,
                                                "epoch_seconds": [round(e["epoch_seconds"], 1) for e in result.epochs]})
@@ -183,42 +188,55 @@ def main() -> None:
                    "baseline": {"path": "plain Keras in memory", "images_per_sec": base_rates,
                                 "median": base_median}, "pipeline": {}}
         medians = {}
-        for (n, cache, bind), rows in runs.items():
+        for (n, cache, bind, backend), rows in runs.items():
             rates = [r["images_per_sec"] for r in rows]
-            label = f"N={n}" + (" streamed" if cache == "never" else "") + (" unbound" if bind == "never" else "")
+            label = f"{backend} N={n}" + (" streamed" if cache == "never" else "") + (" unbound" if bind == "never" else "")
             medians[label] = float(np.median(rates))
-            how = "shards in memory" if cache == "auto" else "Petastorm every epoch"
-            print(f"{f'pipeline {label} ({how}, {max(1, cores // n)} thr/rank)':44} "
+            how = "in memory" if cache == "auto" else "Petastorm every epoch"
+            print(f"{f'{label} ({how}, {max(1, cores // n)} thr/rank)':44} "
                   f"{medians[label]:9,.0f} {medians[label] / base_median:6.2f}  [{min(rates):,.0f}-{max(rates):,.0f}]")
-            figures["pipeline"][label] = {"images_per_sec": rates, "median": medians[label],
+            figures["pipeline"][label] = {"images_per_sec": rates, "median": medians[label], "backend": backend,
                                           "cache_in_memory": cache, "bind_cores": bind,
                                           "rank_cores": [{str(k): v for k, v in (r["rank_cores"] or {}).items()}
                                                          for r in rows],
                                           "ratio_vs_keras": medians[label] / base_median,
                                           "test_accuracy": [r["accuracy"] for r in rows],
                                           "wall_seconds": [round(r["wall"], 1) for r in rows]}
-        figures["scaling_efficiency_N2_vs_N1"] = medians["N=2"] / medians["N=1"]
+        for backend in backends:
+            figures[f"scaling_efficiency_N2_vs_N1_{backend}"] = medians[f"{backend} N=2"] / medians[f"{backend} N=1"]
         if args.streaming:
-            figures["scaling_efficiency_N2_vs_N1_streamed"] = medians["N=2 streamed"] / medians["N=1 streamed"]
+            figures["scaling_efficiency_N2_vs_N1_streamed"] = \
+                medians["horovod N=2 streamed"] / medians["horovod N=1 streamed"]
         if args.unbound:
-            figures["scaling_efficiency_N2_vs_N1_unbound"] = medians["N=2 unbound"] / medians["N=1"]
+            figures["scaling_efficiency_N2_vs_N1_unbound"] = medians["horovod N=2 unbound"] / medians["horovod N=1"]
+        if {"horovod", "tf_distribute"} <= set(backends):
+            accuracy = {b: float(np.median([r["accuracy"] for r in runs[(2, "auto", "auto", b)]])) for b in backends}
+            figures["tf_distribute_vs_horovod_N2"] = {
+                "images_per_sec_ratio": medians["tf_distribute N=2"] / medians["horovod N=2"],
+                "test_accuracy_difference": accuracy["tf_distribute"] - accuracy["horovod"],
+                "targets": "images/s ratio >= 0.9; |accuracy difference| <= 0.005 at equal epochs and seed"}
         ceiling_rates = [c["images_per_sec"] for c in ceilings]
         ceiling = float(np.median(ceiling_rates))
         figures["ceiling_N2"] = {"path": "2 plain Keras processes at once, half the data and threads each, bound to "
                                          "cores as the ranks are (train.bind_cores), no allreduce",
                                  "images_per_sec": ceiling_rates, "median": ceiling,
                                  "ratio_vs_keras": ceiling / base_median,
-                                 "pipeline_N2_vs_ceiling": medians["N=2"] / ceiling}
+                                 "pipeline_N2_vs_ceiling": {b: medians[f"{b} N=2"] / ceiling for b in backends}}
         print(f"{f'ceiling N=2: 2 Keras processes, {max(1, cores // 2)} thr each':44} {ceiling:9,.0f} "
               f"{ceiling / base_median:6.2f}  [{min(ceiling_rates):,.0f}-{max(ceiling_rates):,.0f}]")
-        print(f"scaling efficiency N=2 vs N=1: {medians['N=2'] / medians['N=1']:.2f}; "
-              f"N=2 vs its ceiling: {medians['N=2'] / ceiling:.2f}")
+        for backend in backends:
+            print(f"{backend}: scaling efficiency N=2 vs N=1: {medians[f'{backend} N=2'] / medians[f'{backend} N=1']:.2f}; "
+                  f"N=2 vs its ceiling: {medians[f'{backend} N=2'] / ceiling:.2f}")
+        if "tf_distribute_vs_horovod_N2" in figures:
+            versus = figures["tf_distribute_vs_horovod_N2"]
+            print(f"tf_distribute N=2 vs Horovod N=2: images/s {versus['images_per_sec_ratio']:.2f} (target >= 0.9), "
+                  f"test accuracy {versus['test_accuracy_difference']:+.4f} (target within 0.005)")
         if args.streaming:
-            print(f"scaling efficiency streamed: {medians['N=2 streamed'] / medians['N=1 streamed']:.2f}")
+            print(f"scaling efficiency streamed: {figures['scaling_efficiency_N2_vs_N1_streamed']:.2f}")
         if args.unbound:
-            print(f"scaling efficiency, N=2 unbound vs N=1: {medians['N=2 unbound'] / medians['N=1']:.2f}")
-        for (n, cache, bind), rows in runs.items():
-            print(f"pipeline N={n} {cache} bind={bind}: cores {rows[-1]['rank_cores']}, "
+            print(f"scaling efficiency, N=2 unbound vs N=1: {figures['scaling_efficiency_N2_vs_N1_unbound']:.2f}")
+        for (n, cache, bind, backend), rows in runs.items():
+            print(f"{backend} N={n} {cache} bind={bind}: cores {rows[-1]['rank_cores']}, "
                   f"test accuracy {[round(r['accuracy'], 4) for r in rows]}, "
                   f"train+evaluate+register wall {[round(r['wall'], 1) for r in rows]} s")
         print(f"results: {write_results('train', figures)}")
