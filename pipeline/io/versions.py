@@ -85,6 +85,9 @@ def horovod_problem(import_error: BaseException | None, tensorflow_version: str 
     if import_error is None:
         return None
     text = str(import_error).strip().splitlines()[0] if str(import_error).strip() else type(import_error).__name__
+    if isinstance(import_error, ModuleNotFoundError) and (import_error.name or "").split(".")[0] == "horovod":
+        return (f"horovod is not installed ({text}); build it against this TensorFlow with Gloo support "
+                "(scripts/setup.sh shows how)")
     if "undefined symbol" in text or "tensorflow" in text.lower() and "so" in text:
         return (f"horovod cannot load its TensorFlow ops ({text}): it was built against another TensorFlow than the "
                 f"installed {tensorflow_version}; rebuild Horovod against this TensorFlow (scripts/setup.sh does) or "

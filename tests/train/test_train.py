@@ -171,7 +171,9 @@ def test_preflight_refuses_in_seconds_when_other_jobs_hold_the_slots(spark, samp
     holder = threading.Thread(target=hold_one_slot)
     holder.start()
     try:
-        while not sc.statusTracker().getActiveStageIds():  # the holder's task is running
+        from pipeline.train.preflight import busy_slots
+
+        while busy_slots(sc)[0] < 1:  # the holder's task is running
             assert time.monotonic() - started < 30
             time.sleep(0.1)
         cfg = train_config(tmp_path, sample_dataset[0], f"sqlite:///{tmp_path / 'mlflow.db'}", num_proc=2,
