@@ -101,11 +101,13 @@ def open_split(
         yield in_memory_dataset(images, labels, batch_size, num_epochs=num_epochs,
                                 shuffle=shuffle_buffer > 0 or shuffle_row_groups, seed=seed)
         return
-    fields = ["id", "image", "label"] if with_ids else ["image", "label"]
     if engine == "pyarrow":
-        yield _batched(arrow_dataset(root, split, fields, cur_shard, shard_count, num_epochs, shuffle_row_groups, seed),
-                       batch_size, shuffle_buffer, seed)
+        yield _batched(arrow_dataset(root, split, with_ids, cur_shard, shard_count, num_epochs, shuffle_row_groups,
+                                     seed), batch_size, shuffle_buffer, seed)
         return
+    if engine != "petastorm":
+        raise ValueError(f"open_split: engine={engine!r}; expected 'petastorm' or 'pyarrow'")
+    fields = ["id", "image", "label"] if with_ids else ["image", "label"]
     from petastorm import make_batch_reader
 
     _quiet_petastorm()
@@ -148,7 +150,7 @@ def open_split(
         reader.join()
 
 
-def arrow_dataset(root: str, split: str, fields: list[str], cur_shard: int | None, shard_count: int | None,
+def arrow_dataset(root: str, split: str, with_ids: bool, cur_shard: int | None, shard_count: int | None,
                   num_epochs: int | None, shuffle_row_groups: bool = False, seed: int | None = None):
     """One shard's row groups read with pyarrow, pass after pass (``num_epochs``; None: forever), as a
     ``tf.data.Dataset`` of one element per row group: ``(image, label)`` or ``(image, label, id)``.
@@ -169,11 +171,11 @@ def arrow_dataset(root: str, split: str, fields: list[str], cur_shard: int | Non
             for i in order:
                 f, g, _ = pieces[i]
                 images, labels, ids = read_row_group(filesystem, f, g)
-                yield (images, labels, ids) if "id" in fields else (images, labels)
+                yield (images, labels, ids) if with_ids else (images, labels)
             done += 1
 
     signature = (tf.TensorSpec((None, 28, 28, 1), tf.uint8), tf.TensorSpec((None,), tf.int32))
-    if "id" in fields:
+    if with_ids:
         signature += (tf.TensorSpec((None,), tf.string),)
     return tf.data.Dataset.from_generator(row_groups, output_signature=signature)
 

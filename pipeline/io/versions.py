@@ -48,19 +48,12 @@ def _declared() -> list:
 
 def supported_ranges(backend: str | None = None) -> list[str]:
     """The requirement strings that hold where ``backend`` trains (None: a stage that does not train),
-    e.g. ``tensorflow<2.22,>=2.16``; for ``horovod`` the wheel's ``horovod`` extra is added."""
-    env = {"extra": ""}
-    out = [str(_bare(r)) for r in _declared() if r.marker is None or r.marker.evaluate(env)]
-    if backend == HOROVOD_EXTRA:
-        out += [str(_bare(r)) for r in _declared()
-                if r.marker is not None and r.marker.evaluate({"extra": HOROVOD_EXTRA}) and not r.marker.evaluate(env)]
-        return out + PLATFORM_PROVIDED_HOROVOD
-    return out + PLATFORM_PROVIDED
-
-
-def _bare(req):
-    req.marker = None
-    return req
+    e.g. ``tensorflow<2.22,>=2.16``: the wheel's base requirements, and for ``horovod`` its ``horovod``
+    extra as well."""
+    extras = ["", HOROVOD_EXTRA] if backend == HOROVOD_EXTRA else [""]
+    out = [f"{r.name}{r.specifier}" for r in _declared()
+           if r.marker is None or any(r.marker.evaluate({"extra": extra}) for extra in extras)]
+    return out + (PLATFORM_PROVIDED_HOROVOD if backend == HOROVOD_EXTRA else PLATFORM_PROVIDED)
 
 
 def out_of_range(requirements: list[str], installed: dict[str, str | None], backend: str | None = None) -> list[str]:

@@ -85,10 +85,10 @@ def stalled_tf_workers(errors: dict[int, str], ranks: int, timeout_s: float) -> 
     silent = [r for r in range(ranks) if r not in errors]
     if not waited or not silent:
         return None
-    plural = "s" if len(silent) > 1 else ""
-    return (f"tf_distribute worker{plural} {', '.join(map(str, silent))} stopped responding: worker"
-            f"{'s' if len(waited) > 1 else ''} {', '.join(map(str, waited))} waited {timeout_s:g} s for it in a "
-            "collective (train.collective_timeout_s)")
+    many = len(silent) > 1
+    return (f"tf_distribute worker{'s' if many else ''} {', '.join(map(str, silent))} stopped responding: worker"
+            f"{'s' if len(waited) > 1 else ''} {', '.join(map(str, waited))} waited {timeout_s:g} s for "
+            f"{'them' if many else 'it'} in a collective (train.collective_timeout_s)")
 
 
 def is_tracking_failure(exc: BaseException, tracking_uri: str) -> bool:

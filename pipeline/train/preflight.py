@@ -78,7 +78,8 @@ def preflight(spark: SparkSession, cfg: PipelineConfig) -> Preflight:
 
 
 def busy_slots(sc) -> tuple[int, list[str]]:
-    """Task slots other jobs hold now (running tasks x spark.task.cpus), and those jobs' stages."""
+    """Task slots other jobs of this application hold now (their running tasks, each taking one slot of
+    spark.task.cpus cores), and those jobs' stages."""
     tracker = sc.statusTracker()
     running, stages = 0, []
     for stage_id in tracker.getActiveStageIds():

@@ -23,8 +23,8 @@ import sys
 import time
 
 LOST = "tf_distribute worker {rank} was lost ({how})"
-ERROR_GRACE_S = 3.0
 FAILED = "tf_distribute worker {rank} failed (exit code {code}); its traceback is in rank-{rank}.error"
+ERROR_GRACE_S = 3.0  # a failed worker's task waits this long before failing the stage (barrier_task)
 
 
 def exit_description(rank: int, code: int) -> str:

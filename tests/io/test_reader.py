@@ -184,3 +184,10 @@ def test_a_pass_that_ends_early_is_refused(sample_dataset):
     check_whole_pass(str(root), "test", manifest["splits"]["test"]["rows"])
     with pytest.raises(InputError, match=r"test: read 1999 rows of 2000; the reader ended early"):
         check_whole_pass(str(root), "test", 1999)
+
+
+def test_an_unknown_engine_is_refused(sample_dataset):
+    root, _ = sample_dataset
+    with pytest.raises(ValueError, match=r"engine='arrow'; expected 'petastorm' or 'pyarrow'"):
+        with open_split(str(root), "val", batch_size=10, engine="arrow"):
+            pass
