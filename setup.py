@@ -33,6 +33,7 @@ setup(
         "matplotlib>=3.7",
         "Pillow>=9",  # batch inference decodes PNG/JPEG folders (infer.input_format=images)
         "optuna>=4,<6",  # mnist-pipeline tune; not on Databricks ML runtimes, installs beside them
+        "psutil>=5.9",  # each rank's CPU and memory per epoch, and MLflow's system metrics of the driver's run
     ],
     extras_require={
         "horovod": [

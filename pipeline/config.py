@@ -48,6 +48,7 @@ TRAIN_CACHE_MODES = ("auto", "always", "never")
 BIND_CORES_MODES = ("auto", "always", "never")
 TRAIN_BACKENDS = ("auto", "horovod", "tf_distribute")
 PIXEL_SCALES = ("0-255", "0-1")
+RETRAIN_WHEN = ("always", "drift")
 # Keys that were removed, and the key that does their job now (named in the unknown-key error).
 RENAMED_KEYS = {"infer.alias": "promote.champion_alias"}
 
@@ -83,6 +84,8 @@ BOUNDS = {
     "tune.prune_threshold": "(-inf, inf)",
     "lr_find.min_learning_rate": "(0, inf)", "lr_find.max_learning_rate": "(0, inf)", "lr_find.steps": "[10, inf)",
     "lr_find.smoothing": "[0, 1)", "lr_find.diverge_factor": "(1, inf)",
+    "monitor.psi_moderate": "(0, inf)", "monitor.psi_drift": "(0, inf)", "monitor.last": "[1, inf)",
+    "retrain.drift_runs": "[1, inf)", "retrain.window_runs": "[1, inf)",
 }
 
 
@@ -242,8 +245,25 @@ class InferConfig:
 
 
 @dataclass
+class MonitorConfig:
+    enabled: bool = True  # every batch inference measures itself against the scoring version's reference
+    path: str = "data/monitoring/mnist"  # inference_log/ (a row per scored input) and runs/ (a row per run)
+    experiment: str | None = None  # MLflow experiment of the monitoring runs; None: <mlflow.experiment>-monitoring
+    # Verdict from the largest PSI of the batch against the reference: below psi_moderate stable, above
+    # psi_drift drift, else moderate (the common PSI convention).
+    psi_moderate: float = 0.1
+    psi_drift: float = 0.25
+    last: int = 20  # mnist-pipeline monitor: how many runs to show
+
+
+@dataclass
 class RetrainConfig:
     infer: bool = True  # score infer.input with the champion after promotion
+    # always: retrain on every call; drift: only when drift_runs of the champion's last window_runs
+    # monitored inference runs were drift (otherwise exit 0, saying why)
+    when: str = "always"
+    drift_runs: int = 2
+    window_runs: int = 5
 
 
 def _default_search_space() -> dict[str, dict]:
@@ -305,6 +325,7 @@ class PipelineConfig:
     promote: PromoteConfig = field(default_factory=PromoteConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     lr_find: LrFindConfig = field(default_factory=LrFindConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -386,7 +407,8 @@ def _validate_core(cfg: PipelineConfig) -> None:
                          ("train.cache_in_memory", TRAIN_CACHE_MODES), ("train.bind_cores", BIND_CORES_MODES),
                          ("train.backend", TRAIN_BACKENDS),
                          ("infer.input_format", INFER_INPUT_FORMATS), ("infer.output_format", INFER_OUTPUT_FORMATS),
-                         ("infer.pixel_scale", PIXEL_SCALES), ("tune.metric", TUNE_METRICS),
+                         ("infer.pixel_scale", PIXEL_SCALES), ("retrain.when", RETRAIN_WHEN),
+                         ("tune.metric", TUNE_METRICS),
                          ("tune.sampler", TUNE_SAMPLERS), ("tune.pruner", TUNE_PRUNERS),
                          ("lr_find.suggest", LR_FIND_SUGGESTIONS)):
         value = _get_dotted(cfg, key)
@@ -401,6 +423,12 @@ def _validate_core(cfg: PipelineConfig) -> None:
                 f"{len(model.conv_filters)} conv layers (model.conv_filters) leaves a {max(side, 0)}x{max(side, 0)} "
                 f"feature map, smaller than model.pool_size {model.pool_size}; expected 28 - layers x "
                 "(kernel_size - 1) >= pool_size")
+    if cfg.monitor.psi_moderate > cfg.monitor.psi_drift:
+        raise ConfigError(f"{_source_of(cfg, 'monitor.psi_moderate')}monitor.psi_moderate {cfg.monitor.psi_moderate:g} "
+                          f"is above monitor.psi_drift {cfg.monitor.psi_drift:g}; expected moderate <= drift")
+    if cfg.retrain.drift_runs > cfg.retrain.window_runs:
+        raise ConfigError(f"{_source_of(cfg, 'retrain.drift_runs')}retrain.drift_runs {cfg.retrain.drift_runs} is "
+                          f"above retrain.window_runs {cfg.retrain.window_runs}; expected k of the last n runs, k <= n")
     opt = cfg.optimizer
     if opt.schedule in ("cosine", "plateau") and opt.min_learning_rate > opt.learning_rate:
         raise ConfigError(f"{_source_of(cfg, 'optimizer.min_learning_rate')}optimizer.min_learning_rate "

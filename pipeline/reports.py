@@ -67,13 +67,19 @@ def format_inference(summary: dict | None, cfg: PipelineConfig | None = None) ->
     accuracy = f", accuracy {summary['accuracy']:.4f} on {summary['labelled_rows']:,} labelled rows" \
         if summary["accuracy"] is not None else ""
     histogram = " ".join(f"{k}:{v}" for k, v in summary["predicted_histogram"].items())
-    return (f"infer: {summary['inputs']:,} inputs: {summary['rows_scored']:,} scored, {summary['rejects']:,} rejected, "
+    text = (f"infer: {summary['inputs']:,} inputs: {summary['rows_scored']:,} scored, {summary['rejects']:,} rejected, "
             f"{summary['rows_per_sec']:,.0f} rows/s{accuracy}\n"
             f"  predicted classes {histogram}\n"
             f"  model {summary['model_uri']} -> {summary['output']}")
+    watched = summary.get("monitoring")
+    if watched:
+        text += f"\n  monitoring: {watched.get('description') or watched['verdict']}"
+    return text
 
 
 def format_pipeline(report, cfg: PipelineConfig) -> str:
+    if report.skipped:
+        return f"retrain: skipped (retrain.when=drift): {report.skipped}"
     parts = [format_manifest(report.manifest, cfg.data.root), format_training(report.training, cfg),
              format_decision(report.decision, cfg)]
     if report.inference is not None:

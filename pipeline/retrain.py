@@ -18,19 +18,31 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PipelineReport:
-    manifest: dict
+    manifest: dict | None
     training: object  # pipeline.train.driver.TrainResult
     decision: object  # pipeline.evaluate.promote.Decision
     inference: dict | None
+    skipped: str | None = None  # retrain.when=drift and the monitoring history did not ask for it: why
 
 
 def run_pipeline(spark: SparkSession, cfg: PipelineConfig, infer: bool | None = None) -> PipelineReport:
-    """Runs every stage in order; any failure raises (a scheduler sees a non-zero exit)."""
+    """Runs every stage in order; any failure raises (a scheduler sees a non-zero exit).
+
+    With ``retrain.when=drift`` it first reads the champion's monitoring history and, unless
+    ``retrain.drift_runs`` of its last ``retrain.window_runs`` runs were drift, returns at once with
+    ``skipped`` saying why (exit 0: nothing to do is not a failure).
+    """
     from pipeline.evaluate.promote import evaluate_and_promote
     from pipeline.infer.batch import batch_infer
     from pipeline.ingest.build import ingest
     from pipeline.train.driver import train
 
+    if cfg.retrain.when == "drift":
+        go, why = _drift_says(cfg)
+        if not go:
+            log.info("retraining skipped: %s", why)
+            return PipelineReport(None, None, None, None, skipped=why)
+        log.info("retraining: %s", why)
     manifest = ingest(spark, cfg)
     training = train(spark, cfg)
     decision = evaluate_and_promote(cfg, version=training.model_version)
@@ -42,3 +54,14 @@ def run_pipeline(spark: SparkSession, cfg: PipelineConfig, infer: bool | None = 
             log.warning("no version holds @%s yet, so there is nothing to score with; batch inference skipped",
                         cfg.promote.champion_alias)
     return PipelineReport(manifest=manifest, training=training, decision=decision, inference=inference)
+
+
+def _drift_says(cfg: PipelineConfig) -> tuple[bool, str]:
+    from mlflow import MlflowClient
+
+    from pipeline.infer.monitor import drift_decision
+    from pipeline.io.tracking import alias_version, setup_experiment
+
+    setup_experiment(cfg.mlflow)
+    champion = alias_version(MlflowClient(), cfg.mlflow.registered_model, cfg.promote.champion_alias)
+    return drift_decision(cfg, champion)

@@ -44,6 +44,18 @@ def _infer(spark, cfg):
     return batch_infer(spark, cfg)
 
 
+def _monitor(spark, cfg):
+    from pipeline.infer.monitor import monitor
+
+    return monitor(spark, cfg)
+
+
+def _format_monitor(result, cfg):
+    from pipeline.infer.monitor import format_monitor
+
+    return format_monitor(result, cfg)
+
+
 def _retrain(spark, cfg):
     from pipeline.retrain import run_pipeline
 
@@ -84,6 +96,8 @@ STAGES: dict[str, Stage] = {
                       lambda r, cfg: _reports().format_decision(r, cfg), needs_spark=False),
     "infer": Stage("Spark batch inference with the champion (or a given version)", _infer,
                    lambda r, cfg: _reports().format_inference(r, cfg)),
+    "monitor": Stage("the last monitored inference runs (drift against each version's reference) and the "
+                     "drift-over-time plot", _monitor, _format_monitor, needs_spark=False),
     "retrain": Stage("the whole pipeline: ingest, train, evaluate/promote, infer; exit 0 promoted or kept", _retrain,
                      lambda r, cfg: _reports().format_pipeline(r, cfg)),
     "tune": Stage("hyperparameter search (Optuna) over the distributed training; nested MLflow runs, best YAML",

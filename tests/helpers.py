@@ -81,6 +81,7 @@ def train_config(tmp_path, dataset_root, tracking_uri, **train) -> PipelineConfi
     cfg.train.num_proc = 2
     cfg.train.epochs = train.pop("epochs", 2)
     cfg.train.checkpoint_dir = str(tmp_path / "checkpoints")
+    cfg.monitor.path = str(tmp_path / "monitoring")
     for key, value in train.items():
         setattr(cfg.train, key, value)
     cfg.mlflow.tracking_uri = tracking_uri

@@ -83,3 +83,72 @@ def lr_find_figure(sweep):
 
 def close(fig) -> None:
     plt.close(fig)
+
+
+def drift_figure(reference: dict, batch: dict, figures: dict):
+    """A batch against its model version's reference: predicted-class shares, confidence histogram and
+    pixel-intensity histogram side by side, each titled with its PSI."""
+    from pipeline.assess import drift
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    panels = [("classes", "class_psi", "predicted class", [str(c) for c in range(drift.CLASSES)]),
+              ("confidence", "confidence_psi", "top-class probability",
+               [f"{drift.CONFIDENCE_LOW + i * (1 - drift.CONFIDENCE_LOW) / drift.CONFIDENCE_BINS:.2f}"
+                for i in range(drift.CONFIDENCE_BINS)]),
+              ("pixels", "pixel_psi", "pixel intensity (bin start)", [str(16 * b) for b in range(drift.PIXEL_BINS)])]
+    for ax, (key, figure, label, ticks) in zip(axes, panels):
+        ref = np.asarray(reference[key], np.float64)
+        mine = np.asarray(batch[key], np.float64)
+        x = np.arange(ref.size)
+        ax.bar(x - 0.2, ref / max(ref.sum(), 1), width=0.4, label="reference (test split)", color="0.6")
+        ax.bar(x + 0.2, mine / max(mine.sum(), 1), width=0.4, label="this batch", color="C0")
+        if key != "classes":
+            ax.set_yscale("log")
+        ax.set_xticks(x)
+        ax.set_xticklabels(ticks, rotation=60 if key != "classes" else 0, fontsize=7)
+        ax.set_xlabel(label)
+        ax.set_ylabel("share of rows" if key != "pixels" else "share of pixels")
+        value = figures.get(figure)
+        ax.set_title(f"{label}: PSI {value:.3f}" if value is not None else label)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].legend(fontsize=8, loc="lower center", framealpha=0.9)
+    fig.suptitle(f"batch vs reference: {figures.get('verdict', '?')}"
+                 + (f" (largest PSI: {figures['decided_by']} {figures['decisive']:.3f})"
+                    if figures.get("decisive") is not None else ""))
+    fig.tight_layout()
+    return fig
+
+
+def drift_over_time(runs: list[dict], moderate: float, drift_threshold: float):
+    """The drift figures of each monitored run over time, with the verdict bands, and the mean top-class
+    probability (the label-free accuracy proxy) and accuracy where labels were known."""
+    from pipeline.assess import drift
+
+    x = np.arange(1, len(runs) + 1)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
+    for name in drift.FIGURES:
+        values = [r[name] if r[name] is not None else np.nan for r in runs]
+        top.plot(x, values, "o-", label=name)
+    top.axhspan(moderate, drift_threshold, color="orange", alpha=0.12, label="moderate")
+    top.axhline(drift_threshold, color="red", ls="--", lw=1, label=f"drift above {drift_threshold:g}")
+    top.set_ylabel("PSI against the version's reference")
+    top.set_yscale("symlog", linthresh=0.01)
+    top.set_ylim(bottom=0)
+    top.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    top.legend(fontsize=8, ncol=3)
+    top.grid(alpha=0.3)
+    bottom.plot(x, [r["mean_confidence"] if r["mean_confidence"] is not None else np.nan for r in runs], "o-",
+                label="mean top-class probability")
+    bottom.plot(x, [r["accuracy"] if r["accuracy"] is not None else np.nan for r in runs], "s-", label="accuracy")
+    bottom.set_ylim(0, 1.02)
+    bottom.set_xlabel("monitored run")
+    bottom.grid(alpha=0.3)
+    bottom.legend(fontsize=8)
+    changes = [i for i in range(1, len(runs)) if runs[i]["model_version"] != runs[i - 1]["model_version"]]
+    for i in changes:
+        for ax in (top, bottom):
+            ax.axvline(i + 0.5, color="0.4", ls=":")
+        bottom.text(i + 0.55, 0.05, f"v{runs[i]['model_version']}", fontsize=8)
+    fig.suptitle("batch inference against the scoring version's reference")
+    fig.tight_layout()
+    return fig

@@ -155,6 +155,18 @@ def evaluate_and_promote(cfg: PipelineConfig, version: str | None = None) -> Dec
         client.set_model_version_tag(name, version, key, value)
         if candidate.run_id:
             client.set_tag(candidate.run_id, key, value)
+    _describe_decision(client, candidate, decision, reason, pcfg.champion_alias)
     log.info("%s version %s %s: %s", name, version, tags["promotion.decision"], reason)
     return Decision(promote=promote, reason=reason, challenger=challenger_scores, champion=champion_scores,
                     version=version, champion_version=champion_version)
+
+
+def _describe_decision(client, candidate, decision: str, reason: str, alias: str) -> None:
+    """Adds the promotion decision to the version's description (and its run's), replacing an earlier one."""
+    marker = "\n\nPromotion: "
+    words = {"promoted": f"promoted to @{alias}", "rejected": "not promoted", "refused": "refused"}[decision]
+    base = (candidate.description or "").split(marker)[0]
+    text = f"{base}{marker}{words}: {reason}." if base else f"Promotion: {words}: {reason}."
+    client.update_model_version(candidate.name, candidate.version, description=text)
+    if candidate.run_id:
+        client.set_tag(candidate.run_id, "mlflow.note.content", text)

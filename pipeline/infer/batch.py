@@ -87,22 +87,29 @@ def batch_infer(spark: SparkSession, cfg: PipelineConfig) -> dict | None:
 
     from pyspark import StorageLevel
 
-    from pipeline.infer.scoring import SCORED_SCHEMA, scorer
+    from pipeline.infer import monitor
+    from pipeline.infer.scoring import scored_schema, scorer
     from pipeline.io.progress import SparkProgress
 
     start = time.monotonic()
     source = load_input(spark, cfg)  # input problems first: they are the user's to fix, in seconds
     model_uri, version = resolve_model(cfg)
+    watch = cfg.monitor.enabled
+    reference = monitor.reference_of(version) if watch else None
     out = qualify(cfg.infer.output).rstrip("/")
     fs = HadoopFS(spark)
     sc = spark.sparkContext
     scored_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    key = monitor.new_key(scored_at)
+    shown_input = _input_shown(cfg)
+    log_dir = f"{monitor.monitor_root(cfg)}/inference_log"
+    log_staging = f"{log_dir}/_staging-{key}"  # Spark's readers skip folders starting with _
     rows_done = sc.accumulator(0)
     with storage.LocalStaging() as local:
         model_name = _ship_model(spark, model_uri, local)
-        # One pass over the input: every row is scored or rejected here, then both outputs and the
-        # summary's counts come from the cached result.
-        scored = source.rows.mapInArrow(scorer(model_name, rows_done), SCORED_SCHEMA) \
+        # One pass over the input: every row is scored or rejected here (with its monitoring bins), then
+        # both outputs, the inference log and the summary's counts and profile come from the cached result.
+        scored = source.rows.mapInArrow(scorer(model_name, rows_done, with_stats=watch), scored_schema(watch)) \
             .persist(StorageLevel.MEMORY_AND_DISK)
         predictions = scored.where(F.col("reject_reason").isNull()).select(
             "id", "predicted_label", "probability", "probabilities", "label",
@@ -120,23 +127,68 @@ def batch_infer(spark: SparkSession, cfg: PipelineConfig) -> dict | None:
             with SparkProgress(sc, "infer", cfg.spark.progress_interval_s, lambda: rows_done.value):
                 _write(predictions, f"{staging}/predictions", fmt)
                 _write(rejects, f"{staging}/rejects", fmt)
-                counts = scored.groupBy(
-                    F.col("reject_reason").isNull().alias("ok"), "predicted_label",
-                    F.col("label").isNotNull().alias("labelled"),
-                    (F.col("label") == F.col("predicted_label")).alias("correct"),
-                ).count().collect()
+                if watch:
+                    monitor.inference_log(predictions, shown_input).write.parquet(log_staging)
+                keys, aggs = monitor.count_columns(watch)
+                counts = scored.groupBy(*keys).agg(*aggs).collect()
             summary = _summary(cfg, counts, source.inputs, model_uri, version, out, fmt, scored_at,
                                time.monotonic() - start)
+            if watch:
+                batch = monitor.profile_from_counts(counts)
+                summary["monitoring"] = {"monitor_run": key, **monitor.judge(cfg, reference, batch)}
             storage.write_text(storage.join(staging, "summary.json"), json.dumps(summary, indent=2))
             swap_into_place(fs, staging, out)
             staging = None
+            if watch:
+                fs.rename(log_staging, f"{log_dir}/monitor_run={key}")
+                log_staging = None
         finally:
             scored.unpersist()
-            if staging is not None and fs.exists(staging):
-                fs.delete(staging)
+            for folder in (staging, log_staging if watch else None):
+                if folder is not None and fs.exists(folder):
+                    fs.delete(folder)
     log.info("batch inference: %d rows scored, %d rejects, %.0f rows/s -> %s", summary["rows_scored"],
              summary["rejects"], summary["rows_per_sec"], out)
+    if watch:
+        summary["monitoring"] = _record(cfg, summary, reference, batch, key, scored_at)
     return summary
+
+
+def _input_shown(cfg: PipelineConfig) -> str:
+    if cfg.infer.input_format == "dataset":
+        return display_path(split_path(input_path(cfg), cfg.infer.split))
+    return display_path(qualify(input_path(cfg)))
+
+
+def _record(cfg: PipelineConfig, summary: dict, reference: dict | None, batch: dict, key: str, scored_at) -> dict:
+    """The run's row in the monitoring history and its MLflow run, after its predictions are in place.
+
+    Raises:
+        PipelineError: the history or MLflow could not be written; the message says the predictions
+            and the inference log are in place, so nothing scored is lost.
+    """
+    from pipeline.infer import monitor
+
+    judged = summary["monitoring"]
+    row = {"monitor_run": key, "timestamp": scored_at, "model_name": cfg.mlflow.registered_model,
+           "model_version": summary["model_version"], "source": summary["input"],
+           "input_format": cfg.infer.input_format, "rows": summary["rows_scored"], "rejects": summary["rejects"],
+           "labelled_rows": summary["labelled_rows"], "psi_moderate": cfg.monitor.psi_moderate,
+           "psi_drift": cfg.monitor.psi_drift, "profile": json.dumps(batch, separators=(",", ":")),
+           **{k: v for k, v in judged.items() if k != "monitor_run"}}
+    try:
+        index = len(monitor.read_runs(cfg)) + 1
+        row["mlflow_run_id"] = monitor.log_mlflow_run(cfg, row, reference, batch, index, summary["input"])
+        monitor.write_run(cfg, row)
+    except Exception as exc:
+        raise PipelineError(
+            f"the predictions are in {summary['output']} and the inference log under {monitor.monitor_root(cfg)}, "
+            f"but monitoring run {key} could not be recorded ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+            "it is not in the drift history") from exc
+    line = monitor.describe(row)
+    (log.warning if row["verdict"] in ("moderate", "drift") else log.info)("monitoring: %s", line)
+    return {**judged, "monitor_run": key, "mlflow_run_id": row["mlflow_run_id"], "index": index,
+            "description": line}
 
 
 def _ship_model(spark: SparkSession, model_uri: str, local: str) -> str:
@@ -173,8 +225,7 @@ def _summary(cfg: PipelineConfig, counts, inputs: int | None, model_uri: str, ve
                     inputs - scored - n_rejects)
     return {
         "model_uri": model_uri, "model_version": str(version.version), "run_id": version.run_id,
-        "input": display_path(qualify(input_path(cfg))) if cfg.infer.input_format != "dataset"
-        else display_path(split_path(input_path(cfg), cfg.infer.split)),
+        "input": _input_shown(cfg),
         "input_format": cfg.infer.input_format, "output": out, "output_format": fmt,
         "inputs": inputs, "rows_scored": scored, "rejects": n_rejects, "seconds": round(seconds, 2),
         "rows_per_sec": round((scored + n_rejects) / max(seconds, 1e-9), 1),

@@ -20,6 +20,14 @@ from pipeline.infer.inputs import MISSING_IMAGE, WRONG_SIZE
 PIXELS = 784
 SCORED_SCHEMA = ("id string, label int, predicted_label int, probability float, probabilities array<float>, "
                  "note string, reject_reason string")
+# With monitoring on, each scored row also carries its bins (``pipeline.assess.drift``), so the batch's
+# profile is one Spark aggregation over the rows already scored: no second pass, no rows collected.
+PIXEL_COLUMNS = [f"px{b}" for b in range(16)]
+STATS_SCHEMA = "conf_bin int, entropy_bin int, ink double, " + ", ".join(f"{c} int" for c in PIXEL_COLUMNS)
+
+
+def scored_schema(with_stats: bool) -> str:
+    return f"{SCORED_SCHEMA}, {STATS_SCHEMA}" if with_stats else SCORED_SCHEMA
 
 _loaded: dict[str, object] = {}  # model folder -> model, for the life of this Python worker
 
@@ -73,8 +81,9 @@ def _task_cpus() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def score_batch(model, batch: pa.RecordBatch, batch_size: int = 2048) -> pa.RecordBatch:
-    """Scores one Arrow batch of ``id, image (binary), label, note, reject_reason``."""
+def score_batch(model, batch: pa.RecordBatch, batch_size: int = 2048, with_stats: bool = False) -> pa.RecordBatch:
+    """Scores one Arrow batch of ``id, image (binary), label, note, reject_reason``; ``with_stats``: with the
+    monitoring bins of each scored row (``STATS_SCHEMA``, null for a reject)."""
     n = batch.num_rows
     images = batch.column("image")
     if images.type == pa.large_binary():
@@ -88,16 +97,17 @@ def score_batch(model, batch: pa.RecordBatch, batch_size: int = 2048) -> pa.Reco
 
     probs = np.zeros((n, 10), dtype=np.float32)
     rows = np.flatnonzero(ok)
+    pixels = np.zeros((0, 28, 28, 1), dtype=np.uint8)
     if rows.size:
         data = np.frombuffer(images.buffers()[2], dtype=np.uint8) if images.buffers()[2] is not None else None
         if rows.size == n and offsets[-1] - offsets[0] == n * PIXELS:  # the common case: one contiguous buffer
             pixels = data[offsets[0]:offsets[-1]].reshape(n, 28, 28, 1)
         else:
             pixels = data[offsets[rows][:, None] + np.arange(PIXELS)].reshape(-1, 28, 28, 1)
-        pixels = pixels.astype(np.float32)
+        inputs = pixels.astype(np.float32)
         for start in range(0, rows.size, batch_size):
             chunk = slice(start, start + batch_size)
-            probs[rows[chunk]] = np.asarray(_predict(model, pixels[chunk]), dtype=np.float32)
+            probs[rows[chunk]] = np.asarray(_predict(model, inputs[chunk]), dtype=np.float32)
 
     reasons = preset.to_pylist()
     notes = batch.column("note").to_pylist()
@@ -109,13 +119,34 @@ def score_batch(model, batch: pa.RecordBatch, batch_size: int = 2048) -> pa.Reco
     mask = pa.array(~ok)
     list_offsets = pa.array(np.arange(0, 10 * n + 1, 10, dtype=np.int32))
     probabilities = pa.ListArray.from_arrays(list_offsets, pa.array(probs.reshape(-1)), mask=mask)
-    return pa.RecordBatch.from_arrays(
-        [batch.column("id"), batch.column("label").cast(pa.int32()),
-         pa.array(probs.argmax(axis=1).astype(np.int32), mask=~ok),
-         pa.array(probs.max(axis=1), mask=~ok), probabilities,
-         pa.array(notes, pa.string()), pa.array(reasons, pa.string())],
-        names=["id", "label", "predicted_label", "probability", "probabilities", "note", "reject_reason"],
-    )
+    columns = [batch.column("id"), batch.column("label").cast(pa.int32()),
+               pa.array(probs.argmax(axis=1).astype(np.int32), mask=~ok),
+               pa.array(probs.max(axis=1), mask=~ok), probabilities,
+               pa.array(notes, pa.string()), pa.array(reasons, pa.string())]
+    names = ["id", "label", "predicted_label", "probability", "probabilities", "note", "reject_reason"]
+    if with_stats:
+        columns += _stats_columns(probs, rows, pixels, ~ok)
+        names += ["conf_bin", "entropy_bin", "ink", *PIXEL_COLUMNS]
+    return pa.RecordBatch.from_arrays(columns, names=names)
+
+
+def _stats_columns(probs: np.ndarray, rows: np.ndarray, pixels: np.ndarray, rejected: np.ndarray) -> list:
+    """Each row's confidence and entropy bins, ink and pixel counts per intensity bin (null for a reject)."""
+    from pipeline.assess import drift
+
+    n = len(probs)
+    conf = np.zeros(n, np.int32)
+    ent = np.zeros(n, np.int32)
+    ink = np.zeros(n, np.float64)
+    counts = np.zeros((n, drift.PIXEL_BINS), np.int32)
+    if rows.size:
+        scored = probs[rows]
+        conf[rows] = drift.confidence_bins(scored.max(axis=1))
+        ent[rows] = drift.entropy_bins(scored)
+        ink[rows] = drift.ink(pixels)
+        counts[rows] = drift.pixel_counts(pixels)
+    return [pa.array(conf, mask=rejected), pa.array(ent, mask=rejected), pa.array(ink, mask=rejected),
+            *(pa.array(counts[:, b], mask=rejected) for b in range(drift.PIXEL_BINS))]
 
 
 def _predict(model, pixels: np.ndarray):
@@ -125,15 +156,16 @@ def _predict(model, pixels: np.ndarray):
     return model.predict(pixels)
 
 
-def scorer(model_name: str, rows_done=None):
-    """The function ``mapInArrow`` runs on each partition: loads the shipped model once, scores every batch."""
+def scorer(model_name: str, rows_done=None, with_stats: bool = False):
+    """The function ``mapInArrow`` runs on each partition: loads the shipped model once, scores every batch
+    (``with_stats``: with each row's monitoring bins, ``scored_schema(True)``)."""
 
     def score(batches):
         from pyspark import SparkFiles
 
         model = load_model_once(model_folder(SparkFiles.get(model_name)))
         for batch in batches:
-            out = score_batch(model, batch)
+            out = score_batch(model, batch, with_stats=with_stats)
             if rows_done is not None:
                 rows_done.add(batch.num_rows)
             yield out

@@ -53,13 +53,62 @@ def setup_experiment(cfg: MlflowConfig) -> str:
         mlflow.set_registry_uri(cfg.registry_uri)
     experiment = mlflow.get_experiment_by_name(cfg.experiment)
     if experiment is not None:
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) is None:
+            mark_model_training(experiment.experiment_id)
         return experiment.experiment_id
     location = None
     if cfg.artifact_location:
         location = cfg.artifact_location
         if "://" not in location and not location.startswith("dbfs:"):
             location = Path(location).resolve().as_uri()
-    return mlflow.create_experiment(cfg.experiment, artifact_location=location)
+    experiment_id = mlflow.create_experiment(cfg.experiment, artifact_location=location)
+    mark_model_training(experiment_id)
+    return experiment_id
+
+
+# MLflow 3's UI opens an experiment in its GenAI view (traces, prompts) unless the experiment says it is
+# model development; older versions keep the tag as a plain experiment tag. A user's own choice stays.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+
+
+def mark_model_training(experiment_id: str) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient().set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
+
+
+def log_dataset(path: str, name: str, digest: str, rows: int, context: str, **tags: str) -> None:
+    """Logs ``path`` as a dataset input of the active run (the run page's Datasets section): its source,
+    ``name``, ``digest`` and row count, in ``context`` (training, validation, test, inference)."""
+    import warnings
+
+    import mlflow
+    from mlflow.data.meta_dataset import MetaDataset
+
+    source = _dataset_source(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = MetaDataset(source=source, name=name, digest=digest[:36])
+    mlflow.log_input(dataset, context=context, tags={"rows": str(rows), **{k: str(v) for k, v in tags.items()}})
+
+
+def _dataset_source(path: str):
+    """MLflow's source for ``path`` (local, HDFS, S3, ...); a URI MLflow has no resolver for (dbfs:, gs:,
+    abfss:) is kept as a plain URI source."""
+    import warnings
+
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+    from mlflow.exceptions import MlflowException
+
+    try:
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return resolve_dataset_source(path)
+    except MlflowException:
+        return HTTPDatasetSource(url=path)
 
 
 def model_location(name: str = "model") -> dict[str, str]:

@@ -62,6 +62,48 @@ class Throughput(keras.callbacks.Callback):
         logs["images_per_sec_per_rank"] = self._images / seconds
 
 
+class ResourceSampler(keras.callbacks.Callback):
+    """Every rank: its own process's CPU use over the epoch (per cent of one core: 200 = two cores busy),
+    resident memory, and GPU memory where TensorFlow has a GPU, written to its own record in the run
+    folder (``checkpoints.append_resources``); the driver logs them per rank, so a straggler shows."""
+
+    def __init__(self, rank: int, run_dir: str):
+        super().__init__()
+        import psutil
+
+        self._rank, self._run_dir = rank, run_dir
+        self._process = psutil.Process()
+        self._cpu = self._wall = 0.0
+
+    def _cpu_seconds(self) -> float:
+        times = self._process.cpu_times()
+        return times.user + times.system
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._cpu, self._wall = self._cpu_seconds(), time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        wall = max(time.perf_counter() - self._wall, 1e-9)
+        record = {"epoch": epoch + 1, "rank": self._rank,
+                  "cpu_percent": 100.0 * (self._cpu_seconds() - self._cpu) / wall,
+                  "rss_mb": self._process.memory_info().rss / 2**20}
+        gpu = _gpu_memory_mb()
+        if gpu is not None:
+            record["gpu_memory_mb"] = gpu
+        try:
+            checkpoints.append_resources(self._run_dir, self._rank, record)
+        except OSError:  # a figure to look at, never a reason to stop training
+            pass
+
+
+def _gpu_memory_mb() -> float | None:
+    import tensorflow as tf
+
+    if not tf.config.list_logical_devices("GPU"):
+        return None
+    return tf.config.experimental.get_memory_info("GPU:0")["current"] / 2**20
+
+
 class StopOnRequest(keras.callbacks.Callback):
     """Stops every rank at the same batch once the driver asks (``checkpoints.request_stop``: a pruned
     tuning trial), so no rank is left waiting in an allreduce for the others.

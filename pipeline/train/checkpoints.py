@@ -76,6 +76,29 @@ def read_epochs(run_dir: str) -> list[dict]:
     return [json.loads(line) for line in storage.read_text(path).splitlines() if line.strip()]
 
 
+RESOURCES = "resources"  # rank-<r>.jsonl: each rank's own CPU and memory per epoch
+
+
+def append_resources(run_dir: str, rank: int, record: dict) -> None:
+    path = storage.join(run_dir, RESOURCES, f"rank-{rank}.jsonl")
+    lines = [r for r in _read_lines(path) if r["epoch"] < record["epoch"]] + [record]
+    storage.write_text(path, "".join(json.dumps(r) + "\n" for r in lines))
+
+
+def read_resources(run_dir: str) -> list[dict]:
+    """Every rank's resource records (``rank``, ``epoch``, figures), ordered by epoch then rank."""
+    folder = storage.join(run_dir, RESOURCES)
+    records = [r for name in storage.list_names(folder) if name.endswith(".jsonl")
+               for r in _read_lines(storage.join(folder, name))]
+    return sorted(records, key=lambda r: (r["epoch"], r["rank"]))
+
+
+def _read_lines(path: str) -> list[dict]:
+    if not storage.exists(path):
+        return []
+    return [json.loads(line) for line in storage.read_text(path).splitlines() if line.strip()]
+
+
 def save_checkpoint(checkpoint, run_dir: str, epoch: int) -> str:
     """Writes a ``tf.train.Checkpoint`` as ``ckpt-<epoch>/`` of the run folder; returns that folder's name."""
     name = f"ckpt-{epoch}"

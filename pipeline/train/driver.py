@@ -166,9 +166,10 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
     start_epoch = state.completed_epoch
     trained_already = finished_training(state)
 
+    run_name = cfg.mlflow.run_name or (f"train-{_dataset_name(cfg)}-{backend}-{n}ranks-{cfg.train.epochs}ep")
     run = mlflow.start_run(run_id=resume_run.info.run_id if resume_run else None, experiment_id=experiment_id,
-                           run_name=None if resume_run else cfg.mlflow.run_name,
-                           nested=mlflow.active_run() is not None)
+                           run_name=None if resume_run else run_name,
+                           nested=mlflow.active_run() is not None, log_system_metrics=True)
     run_id = run.info.run_id
     stopped_after = None
     try:
@@ -178,6 +179,7 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
         checkpoints.write_state(run_dir, state)
         if resume_run is None:
             _log_run_params(cfg, pre, steps_per_epoch, key, in_memory, backend)
+            _log_datasets(cfg, manifest)
         elif trained_already:
             log.info("run %s finished training earlier but was not logged; logging it now (no retraining)", run_id)
         else:
@@ -221,7 +223,7 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
                 checkpoints.write_state(run_dir, state)
         if cores_tag:
             mlflow.set_tag("horovod.rank_cores", cores_tag)
-        log_missing_epochs(client, run_id, epochs)
+        log_missing_epochs(client, run_id, epochs, run_dir)
 
         _finish_evaluation_imports()
         if stopped_after is not None or not register:
@@ -250,6 +252,22 @@ def train(spark: SparkSession, cfg: PipelineConfig, *, on_epoch=None, register: 
         raise _tracking_outage(exc, cfg, run_dir) from exc
     storage.delete(run_dir)  # the model is registered (or the run was stopped); a later identical run starts afresh
     return result
+
+
+def _describe(cfg: PipelineConfig, run_id: str, version: str, accuracy: float, fit: str, epochs: list[dict]) -> None:
+    """The run's and the model version's description: what was trained, how well, the fit verdict
+    (evaluation adds its promotion decision)."""
+    from mlflow import MlflowClient
+
+    last = epochs[-1] if epochs else {}
+    val = f", val accuracy {last['val_accuracy']:.4f}" if "val_accuracy" in last else ""
+    text = (f"{cfg.model.conv_filters} conv / {cfg.model.dense_units} dense CNN, {cfg.optimizer.name} at "
+            f"{cfg.optimizer.learning_rate:g}, {len(epochs)} epochs on {_dataset_name(cfg)}{val}; "
+            f"**test accuracy {accuracy:.4f}**; fit: {fit}. Registered as {cfg.mlflow.registered_model} "
+            f"version {version}.")
+    client = MlflowClient()
+    client.set_tag(run_id, "mlflow.note.content", text)
+    client.update_model_version(cfg.mlflow.registered_model, version, description=text)
 
 
 def describe_rank_cores(rank_cores: dict[int, list[int] | None]) -> str:
@@ -339,6 +357,27 @@ def _log_run_params(cfg: PipelineConfig, pre, steps_per_epoch: int, key: str, in
     mlflow.log_params({k: ("null" if v is None else str(v))[:6000] for k, v in params.items()})
     mlflow.log_text(cfg.to_yaml(), "config/effective_config.yaml")
     mlflow.log_dict(manifest, "dataset/manifest.json")
+
+
+def _dataset_name(cfg: PipelineConfig) -> str:
+    return qualify(cfg.data.root).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _log_datasets(cfg: PipelineConfig, manifest: dict) -> None:
+    """The three splits as the run's dataset inputs (the run page's Datasets section): path, a digest of
+    the manifest (so a re-ingest shows as a new dataset), row counts."""
+    import hashlib
+    import json
+
+    from pipeline.io.dataset import split_path
+    from pipeline.io.tracking import log_dataset
+
+    root = qualify(cfg.data.root)
+    digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+    for split, context in (("train", "training"), ("val", "validation"), ("test", "test")):
+        log_dataset(split_path(root, split), name=f"{_dataset_name(cfg)}/{split}",
+                    digest=hashlib.sha256(f"{digest}:{split}".encode()).hexdigest()[:16],
+                    rows=manifest["splits"][split]["rows"], context=context, manifest_created_at=manifest["created_at"])
 
 
 def _tracking_outage(exc: BaseException, cfg: PipelineConfig, run_dir: str) -> TrainingError:
@@ -472,6 +511,7 @@ def _rank_errors(run_dir: str, exc: BaseException, lines: int = 8) -> str:
 def _evaluate_and_register(cfg: PipelineConfig, model, run_id: str, epochs: list[dict], wall: float) -> TrainResult:
     import mlflow
 
+    from pipeline.assess import drift
     from pipeline.assess.fit import diagnose
     from pipeline.assess.report import log_test_report, predict_test_split
     from pipeline.train.registration import log_and_register
@@ -484,7 +524,9 @@ def _evaluate_and_register(cfg: PipelineConfig, model, run_id: str, epochs: list
     fit = diagnose(epochs)
     mlflow.set_tag("fit_diagnosis", fit)
     marks.append(time.monotonic())
-    version = log_and_register(model, images, cfg.mlflow, run_id, report.accuracy)
+    reference = drift.profile(images, probs, labels)  # from the same predictions as the test metrics
+    version = log_and_register(model, images, cfg.mlflow, run_id, report.accuracy, reference)
+    _describe(cfg, run_id, version, report.accuracy, fit, epochs)
     marks.append(time.monotonic())
     log.info("after training: test split predicted in %.1f s, metrics and plots logged in %.1f s, model logged and "
              "registered in %.1f s", *(b - a for a, b in zip(marks, marks[1:])))

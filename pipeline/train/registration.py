@@ -29,17 +29,25 @@ def serving_requirements() -> list[str]:
     return pins
 
 
-def log_and_register(model, example_images: np.ndarray, cfg: MlflowConfig, run_id: str, test_accuracy: float) -> str:
+def log_and_register(model, example_images: np.ndarray, cfg: MlflowConfig, run_id: str, test_accuracy: float,
+                     reference: dict | None = None) -> str:
     """Logs ``model`` to the active run and registers it as ``cfg.registered_model``; returns the version.
 
-    The version is tagged with its test accuracy and run id.
+    The version is tagged with its test accuracy, its run id and, given ``reference`` (the profile of
+    its test-split predictions), that reference: every later inference with this version compares its
+    batch against it, wherever it runs (the tag travels with the version; the artifact stays with the run).
     """
+    import json
+
     import mlflow
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
+    from pipeline.assess.drift import REFERENCE_ARTIFACT, REFERENCE_TAG
     from pipeline.io.tracking import model_location
 
+    if reference is not None:
+        mlflow.log_dict(reference, REFERENCE_ARTIFACT)
     example = example_images[:5].astype(np.float32)
     signature = infer_signature(example, model.predict(example, verbose=0))
     info = mlflow.tensorflow.log_model(model, **model_location(), signature=signature, input_example=example,
@@ -49,5 +57,8 @@ def log_and_register(model, example_images: np.ndarray, cfg: MlflowConfig, run_i
     client = MlflowClient()
     client.set_model_version_tag(cfg.registered_model, version, "test_accuracy", f"{test_accuracy:.4f}")
     client.set_model_version_tag(cfg.registered_model, version, "run_id", run_id)
+    if reference is not None:
+        client.set_model_version_tag(cfg.registered_model, version, REFERENCE_TAG,
+                                     json.dumps(reference, separators=(",", ":")))
     log.info("test accuracy %.4f; registered %s version %s", test_accuracy, cfg.registered_model, version)
     return version

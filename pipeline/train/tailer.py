@@ -18,6 +18,14 @@ def _metrics(record: dict, now_ms: int):
     return [Metric(k, float(v), now_ms, record["epoch"]) for k, v in record.items() if k != "epoch"]
 
 
+def _resource_metrics(records: list[dict], now_ms: int):
+    """``cpu_percent_rank<r>``, ``rss_mb_rank<r>`` (and ``gpu_memory_mb_rank<r>``) at step = epoch."""
+    from mlflow.entities import Metric
+
+    return [Metric(f"{k}_rank{r['rank']}", float(v), now_ms, r["epoch"])
+            for r in records for k, v in r.items() if k not in ("epoch", "rank")]
+
+
 class EpochTailer:
     """Prints each epoch record and logs it to MLflow as rank 0 writes it.
 
@@ -34,13 +42,15 @@ class EpochTailer:
         self._interval = interval_s
         self._on_record = on_record
         self._logged = self._printed = self._judged = 0
+        self._resources_from = 0  # epochs up to this were logged by an earlier attempt
+        self._resources_logged: set[tuple[int, int]] = set()
         self.stopped_after: int | None = None
         self.error: BaseException | None = None  # what on_record raised
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="epoch-tailer", daemon=True)
 
     def start(self, already_logged: int) -> None:
-        self._logged = self._printed = self._judged = already_logged
+        self._logged = self._printed = self._judged = self._resources_from = already_logged
         self._thread.start()
 
     def stop(self, raise_error: bool = True) -> list[dict]:
@@ -89,12 +99,26 @@ class EpochTailer:
             if step > self._logged:
                 self._client.log_batch(self._run_id, metrics=_metrics(record, int(time.time() * 1000)))
                 self._logged = step
+        fresh = [r for r in checkpoints.read_resources(self._run_dir)
+                 if r["epoch"] > self._resources_from and (r["rank"], r["epoch"]) not in self._resources_logged]
+        if fresh:
+            self._client.log_batch(self._run_id, metrics=_resource_metrics(fresh, int(time.time() * 1000)))
+            self._resources_logged.update((r["rank"], r["epoch"]) for r in fresh)
 
 
-def log_missing_epochs(client, run_id: str, epochs: list[dict]) -> None:
-    """Logs the epoch records the tailer could not (tracking server away during training)."""
+def log_missing_epochs(client, run_id: str, epochs: list[dict], run_dir: str | None = None) -> None:
+    """Logs the epoch records (and, given ``run_dir``, the ranks' resource records) the tailer could not
+    (tracking server away during training)."""
     logged = {m.step for m in client.get_metric_history(run_id, "loss")}
     now = int(time.time() * 1000)
     for record in epochs:
         if record["epoch"] not in logged:
             client.log_batch(run_id, metrics=_metrics(record, now))
+    if run_dir is None:
+        return
+    records = checkpoints.read_resources(run_dir)
+    for rank in sorted({r["rank"] for r in records}):
+        done = {m.step for m in client.get_metric_history(run_id, f"cpu_percent_rank{rank}")}
+        missing = [r for r in records if r["rank"] == rank and r["epoch"] not in done]
+        if missing:
+            client.log_batch(run_id, metrics=_resource_metrics(missing, now))

@@ -220,6 +220,7 @@ def train_worker(job: RankJob, side):
         callbacks = [
             cb.LearningRateController(job.optimizer, size, tcfg.epochs, job.steps_per_epoch),
             cb.Throughput(job.steps_per_epoch, tcfg.batch_size),
+            cb.ResourceSampler(rank, job.run_dir),
             *side.callbacks(),
         ]
         if job.optimizer.schedule == "plateau":

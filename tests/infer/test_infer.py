@@ -45,6 +45,7 @@ def _cfg(champion, tmp_path, fmt, source, **infer) -> PipelineConfig:
     cfg.infer.input_format = fmt
     cfg.infer.input = str(source)
     cfg.infer.output = str(tmp_path / "predictions")
+    cfg.monitor.path = str(tmp_path / "monitoring")
     for key, value in infer.items():
         setattr(cfg.infer, key, value)
     return cfg
@@ -61,7 +62,8 @@ def test_dataset_split_is_scored_like_the_model_in_memory(spark, champion, sampl
     _, model, run_id = champion
     summary = batch_infer(spark, _cfg(champion, tmp_path, "dataset", sample_dataset[0], split="test"))
     predictions, rejects, on_disk = _outputs(tmp_path)
-    assert on_disk == summary
+    recorded = summary.pop("monitoring")  # adds the MLflow run and the description once recorded
+    assert on_disk.pop("monitoring").items() <= recorded.items() and on_disk == summary
     assert summary["rows_scored"] == len(predictions) == 2000 and summary["rejects"] == 0 and not rejects
     rows = read_split(sample_dataset[0], "test")
     images = np.stack([np.frombuffer(r[1], dtype=np.uint8).reshape(28, 28, 1) for r in rows]).astype(np.float32)

@@ -1,6 +1,7 @@
 """Distributed training end to end: 2 Horovod ranks over Gloo on Spark local[2], fed by Petastorm,
 tracked in MLflow (a real tracking server process, and the embedded SQLite store)."""
 
+import json
 import os
 import time
 
@@ -66,6 +67,11 @@ def test_two_ranks_train_track_and_register(spark, sample_dataset, tracking_serv
     for name in per_epoch:
         history = client.get_metric_history(result.run_id, name)
         assert [m.step for m in history] == [1, 2], name
+    for rank in (0, 1):  # each rank's own CPU and memory per epoch, so a straggler shows on a chart
+        cpu = client.get_metric_history(result.run_id, f"cpu_percent_rank{rank}")
+        assert [m.step for m in cpu] == [1, 2] and all(m.value > 10 for m in cpu)
+        assert all(m.value > 100 for m in client.get_metric_history(result.run_id, f"rss_mb_rank{rank}"))
+    assert any(name.startswith("system/") for name in run.data.metrics)  # MLflow's system metrics of the driver
     lr = [m.value for m in client.get_metric_history(result.run_id, "learning_rate")]
     assert lr[-1] == pytest.approx(0.004)  # 0.002 per rank x 2 ranks, after warm-up
     assert run.data.metrics["test_accuracy"] == pytest.approx(result.test_accuracy)
@@ -81,6 +87,21 @@ def test_two_ranks_train_track_and_register(spark, sample_dataset, tracking_serv
 
     version = client.get_model_version(cfg.mlflow.registered_model, result.model_version)
     assert version.tags["test_accuracy"] == f"{result.test_accuracy:.4f}"
+    # lineage and words: the splits as dataset inputs, a name and a description, the monitoring reference
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {f"{root.name}/train", f"{root.name}/val", f"{root.name}/test"}
+    contexts = {name: {t.key: t.value for t in d.tags} for name, d in inputs.items()}
+    assert contexts[f"{root.name}/train"]["mlflow.data.context"] == "training"
+    assert contexts[f"{root.name}/val"]["rows"] == "800" and contexts[f"{root.name}/test"]["rows"] == "2000"
+    assert str(root / "train") in inputs[f"{root.name}/train"].dataset.source
+    assert run.info.run_name == f"train-{root.name}-horovod-2ranks-2ep"
+    assert f"**test accuracy {result.test_accuracy:.4f}**" in run.data.tags["mlflow.note.content"]
+    assert version.description == run.data.tags["mlflow.note.content"]
+    reference = json.loads(version.tags["drift_reference"])
+    assert reference["rows"] == 2000 and sum(reference["classes"]) == 2000
+    assert sum(reference["pixels"]) == 2000 * 784 and reference["labelled"] == 2000
+    assert reference["correct"] / reference["labelled"] == pytest.approx(result.test_accuracy)
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     mlflow.set_tracking_uri(tracking_server.uri)
     loaded = mlflow.pyfunc.load_model(f"models:/{cfg.mlflow.registered_model}/{result.model_version}")
     # the serving requirements are named (not inferred by loading the model again), pinned to this stack

@@ -1,0 +1,78 @@
+"""The monitor's arithmetic: bins, profiles, PSI and the verdict, against direct computations."""
+
+import math
+
+import numpy as np
+import pytest
+
+from pipeline.assess import drift
+
+
+def test_psi_is_zero_for_the_same_shares_and_matches_the_formula():
+    assert drift.psi([10, 20, 70], [1, 2, 7]) == pytest.approx(0.0, abs=1e-12)
+    e, a = np.array([0.5, 0.3, 0.2]), np.array([0.3, 0.3, 0.4])
+    expected = sum((ai - ei) * math.log(ai / ei) for ai, ei in zip(a, e))
+    assert drift.psi(e * 100, a * 1000) == pytest.approx(expected)
+    assert drift.psi(e, a) == pytest.approx(drift.psi(a, e))  # symmetric
+
+
+def test_psi_of_an_empty_bin_is_finite_and_grows_with_the_bin_that_fills():
+    small = drift.psi([100, 0], [99, 1])
+    large = drift.psi([100, 0], [50, 50])
+    assert 0 < small < large < 10
+    with pytest.raises(ValueError, match="bins"):
+        drift.psi([1, 2], [1, 2, 3])
+    with pytest.raises(ValueError, match="no rows"):
+        drift.psi([0, 0], [1, 1])
+
+
+def test_bins_at_their_edges():
+    assert drift.confidence_bins(np.array([0.1, 0.1899, 0.1901, 0.5, 0.99, 1.0])).tolist() == [0, 0, 1, 4, 9, 9]
+    uniform = np.full((1, 10), 0.1)
+    certain = np.eye(10)[:1]
+    assert drift.entropy_bins(np.vstack([certain, uniform])).tolist() == [0, 9]
+    assert drift.entropies(uniform)[0] == pytest.approx(math.log(10))
+
+
+def test_pixel_counts_and_ink_match_a_loop(rng):
+    pixels = rng.integers(0, 256, size=(7, 28, 28, 1), dtype=np.uint8)
+    counts = drift.pixel_counts(pixels)
+    for i in range(7):
+        expected = [int(np.sum((pixels[i] >= 16 * b) & (pixels[i] < 16 * (b + 1)))) for b in range(16)]
+        assert counts[i].tolist() == expected
+    assert drift.ink(pixels) == pytest.approx(pixels.reshape(7, -1).mean(axis=1) / 255)
+
+
+def test_profile_counts_every_row_once(rng):
+    pixels = rng.integers(0, 256, size=(50, 28, 28), dtype=np.uint8)
+    probs = rng.dirichlet(np.ones(10), size=50)
+    labels = rng.integers(0, 10, size=50)
+    labels[:5] = -1  # unknown
+    p = drift.profile(pixels, probs, labels)
+    assert p["rows"] == 50 and sum(p["classes"]) == sum(p["confidence"]) == sum(p["entropy"]) == 50
+    assert sum(p["pixels"]) == 50 * 784
+    assert p["labelled"] == 45 and p["correct"] == int((labels[5:] == probs[5:].argmax(axis=1)).sum())
+    assert drift.summary(p)["mean_confidence"] == pytest.approx(probs.max(axis=1).mean())
+    assert drift.check_profile(p, "x") is p
+
+
+def test_verdict_follows_the_thresholds_and_names_the_deciding_figure():
+    reference = drift.empty_profile()
+    reference.update(rows=100, classes=[10] * 10, confidence=[0] * 9 + [100], entropy=[100] + [0] * 9,
+                     pixels=[50] * 16, confidence_sum=99.0, ink_sum=13.0)
+    same = dict(reference)
+    assert drift.compare(reference, same)["verdict"] == "stable"
+    shifted = dict(reference, classes=[5] * 5 + [15] * 5)  # 5 x 0.05 ln 2 + 5 x 0.05 ln 1.5 = 0.25 ln 3
+    figures = drift.compare(reference, shifted)
+    assert figures["class_psi"] == pytest.approx(0.25 * math.log(3))
+    assert (figures["verdict"], figures["decided_by"]) == ("drift", "class_psi")
+    assert drift.compare(reference, shifted, moderate=0.1, drift=0.6)["verdict"] == "moderate"
+    assert drift.compare(reference, shifted, moderate=0.6, drift=0.7)["verdict"] == "stable"
+    assert figures["mean_confidence"] == pytest.approx(0.99) and figures["accuracy"] is None
+
+
+def test_a_profile_of_the_wrong_shape_is_refused_by_name():
+    bad = drift.empty_profile()
+    bad["pixels"] = [0] * 8
+    with pytest.raises(ValueError, match=r"tag x: 'pixels' should be a list of 16 counts"):
+        drift.check_profile(bad, "tag x")
