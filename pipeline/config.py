@@ -49,6 +49,7 @@ BIND_CORES_MODES = ("auto", "always", "never")
 TRAIN_BACKENDS = ("auto", "horovod", "tf_distribute")
 PIXEL_SCALES = ("0-255", "0-1")
 RETRAIN_WHEN = ("always", "drift")
+INFER_MODES = ("batch", "incremental")
 # Keys that were removed, and the key that does their job now (named in the unknown-key error).
 RENAMED_KEYS = {"infer.alias": "promote.champion_alias"}
 
@@ -84,6 +85,7 @@ BOUNDS = {
     "tune.prune_threshold": "(-inf, inf)",
     "lr_find.min_learning_rate": "(0, inf)", "lr_find.max_learning_rate": "(0, inf)", "lr_find.steps": "[10, inf)",
     "lr_find.smoothing": "[0, 1)", "lr_find.diverge_factor": "(1, inf)",
+    "infer.max_files_per_trigger": "[1, inf)",
     "monitor.psi_moderate": "(0, inf)", "monitor.psi_drift": "(0, inf)", "monitor.last": "[1, inf)",
     "retrain.drift_runs": "[1, inf)", "retrain.window_runs": "[1, inf)",
 }
@@ -242,6 +244,12 @@ class InferConfig:
     output: str = "data/predictions/mnist"  # predictions/ and rejects/ and summary.json under it
     output_format: str = "parquet"  # parquet | delta
     skip_without_champion: bool = False  # true: no version holds the alias yet -> skip (exit 0), not fail
+    # batch: score infer.input whole and replace the output. incremental: score the files (images, idx or
+    # parquet) that arrived in the infer.input folder since the last run, exactly once, appending to the
+    # output (Structured Streaming, trigger availableNow, checkpoint under infer.checkpoint)
+    mode: str = "batch"
+    checkpoint: str | None = None  # incremental: the stream's checkpoint; None: <infer.output>/_checkpoint
+    max_files_per_trigger: int | None = None  # incremental: files per micro-batch; None: all new files at once
 
 
 @dataclass
@@ -407,7 +415,8 @@ def _validate_core(cfg: PipelineConfig) -> None:
                          ("train.cache_in_memory", TRAIN_CACHE_MODES), ("train.bind_cores", BIND_CORES_MODES),
                          ("train.backend", TRAIN_BACKENDS),
                          ("infer.input_format", INFER_INPUT_FORMATS), ("infer.output_format", INFER_OUTPUT_FORMATS),
-                         ("infer.pixel_scale", PIXEL_SCALES), ("retrain.when", RETRAIN_WHEN),
+                         ("infer.pixel_scale", PIXEL_SCALES), ("infer.mode", INFER_MODES),
+                         ("retrain.when", RETRAIN_WHEN),
                          ("tune.metric", TUNE_METRICS),
                          ("tune.sampler", TUNE_SAMPLERS), ("tune.pruner", TUNE_PRUNERS),
                          ("lr_find.suggest", LR_FIND_SUGGESTIONS)):
@@ -423,6 +432,12 @@ def _validate_core(cfg: PipelineConfig) -> None:
                 f"{len(model.conv_filters)} conv layers (model.conv_filters) leaves a {max(side, 0)}x{max(side, 0)} "
                 f"feature map, smaller than model.pool_size {model.pool_size}; expected 28 - layers x "
                 "(kernel_size - 1) >= pool_size")
+    if cfg.infer.mode == "incremental" and cfg.infer.input_format == "dataset":
+        raise ConfigError(f"{_source_of(cfg, 'infer.mode')}infer.mode is incremental but infer.input_format is "
+                          "dataset; expected a folder new files arrive in: images, idx or parquet")
+    if cfg.infer.mode == "incremental" and cfg.infer.output_format != "parquet":
+        raise ConfigError(f"{_source_of(cfg, 'infer.output_format')}infer.output_format is "
+                          f"{cfg.infer.output_format} but infer.mode=incremental appends Parquet; expected parquet")
     if cfg.monitor.psi_moderate > cfg.monitor.psi_drift:
         raise ConfigError(f"{_source_of(cfg, 'monitor.psi_moderate')}monitor.psi_moderate {cfg.monitor.psi_moderate:g} "
                           f"is above monitor.psi_drift {cfg.monitor.psi_drift:g}; expected moderate <= drift")

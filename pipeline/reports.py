@@ -71,6 +71,10 @@ def format_inference(summary: dict | None, cfg: PipelineConfig | None = None) ->
             f"{summary['rows_per_sec']:,.0f} rows/s{accuracy}\n"
             f"  predicted classes {histogram}\n"
             f"  model {summary['model_uri']} -> {summary['output']}")
+    if summary.get("mode") == "incremental":
+        text = (f"infer (incremental): {summary['micro_batches']} new micro-batch(es) of {summary['input']}"
+                + (f" (ids {', '.join(map(str, summary['batch_ids']))})" if summary["batch_ids"] else
+                   "; no new files since the last run") + "\n" + text)
     watched = summary.get("monitoring")
     if watched:
         text += f"\n  monitoring: {watched.get('description') or watched['verdict']}"

@@ -112,7 +112,7 @@ def train_backend(request) -> str:
 
 # Fixtures that start Spark, train a model or run a server: a test using one is slow.
 SLOW_FIXTURES = {"s3", "spark", "sample_dataset", "previous_dataset", "trained_weights", "tracking_server", "champion",
-                 "registry"}
+                 "registry", "monitored"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -84,6 +84,11 @@ def batch_infer(spark: SparkSession, cfg: PipelineConfig) -> dict | None:
         log.warning("no version of %s holds @%s yet, so there is nothing to score with; inference skipped",
                     cfg.mlflow.registered_model, cfg.promote.champion_alias)
         return None
+    if cfg.infer.mode == "incremental":
+        from pipeline.infer.incremental import score_new_files
+
+        return score_new_files(spark, cfg)
+    _refuse_incremental_output(cfg)
 
     from pyspark import StorageLevel
 
@@ -105,53 +110,61 @@ def batch_infer(spark: SparkSession, cfg: PipelineConfig) -> dict | None:
     log_dir = f"{monitor.monitor_root(cfg)}/inference_log"
     log_staging = f"{log_dir}/_staging-{key}"  # Spark's readers skip folders starting with _
     rows_done = sc.accumulator(0)
-    with storage.LocalStaging() as local:
-        model_name = _ship_model(spark, model_uri, local)
-        # One pass over the input: every row is scored or rejected here (with its monitoring bins), then
-        # both outputs, the inference log and the summary's counts and profile come from the cached result.
-        scored = source.rows.mapInArrow(scorer(model_name, rows_done, with_stats=watch), scored_schema(watch)) \
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        predictions = scored.where(F.col("reject_reason").isNull()).select(
-            "id", "predicted_label", "probability", "probabilities", "label",
-            F.lit(cfg.mlflow.registered_model).alias("model_name"),
-            F.lit(str(version.version)).alias("model_version"),
-            F.lit(version.run_id).cast("string").alias("run_id"),
-            F.lit(scored_at).cast("timestamp").alias("scored_at"),
-            "note",
-        )
-        rejects = scored.where(F.col("reject_reason").isNotNull()).select(
-            "id", "reject_reason", "note", F.lit(scored_at).cast("timestamp").alias("scored_at"))
-        fmt = cfg.infer.output_format
-        staging = f"{out}.__staging-{int(time.time() * 1000)}"
-        try:
-            with SparkProgress(sc, "infer", cfg.spark.progress_interval_s, lambda: rows_done.value):
-                _write(predictions, f"{staging}/predictions", fmt)
-                _write(rejects, f"{staging}/rejects", fmt)
-                if watch:
-                    monitor.inference_log(predictions, shown_input).write.parquet(log_staging)
-                keys, aggs = monitor.count_columns(watch)
-                counts = scored.groupBy(*keys).agg(*aggs).collect()
-            summary = _summary(cfg, counts, source.inputs, model_uri, version, out, fmt, scored_at,
-                               time.monotonic() - start)
+    model_name = ship_model(spark, model_uri)
+    # One pass over the input: every row is scored or rejected here (with its monitoring bins), then
+    # both outputs, the inference log and the summary's counts and profile come from the cached result.
+    scored = source.rows.mapInArrow(scorer(model_name, rows_done, with_stats=watch), scored_schema(watch)) \
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    predictions = scored.where(F.col("reject_reason").isNull()).select(
+        "id", "predicted_label", "probability", "probabilities", "label",
+        F.lit(cfg.mlflow.registered_model).alias("model_name"),
+        F.lit(str(version.version)).alias("model_version"),
+        F.lit(version.run_id).cast("string").alias("run_id"),
+        F.lit(scored_at).cast("timestamp").alias("scored_at"),
+        "note",
+    )
+    rejects = scored.where(F.col("reject_reason").isNotNull()).select(
+        "id", "reject_reason", "note", F.lit(scored_at).cast("timestamp").alias("scored_at"))
+    fmt = cfg.infer.output_format
+    staging = f"{out}.__staging-{int(time.time() * 1000)}"
+    try:
+        with SparkProgress(sc, "infer", cfg.spark.progress_interval_s, lambda: rows_done.value):
+            _write(predictions, f"{staging}/predictions", fmt)
+            _write(rejects, f"{staging}/rejects", fmt)
             if watch:
-                batch = monitor.profile_from_counts(counts)
-                summary["monitoring"] = {"monitor_run": key, **monitor.judge(cfg, reference, batch)}
-            storage.write_text(storage.join(staging, "summary.json"), json.dumps(summary, indent=2))
-            swap_into_place(fs, staging, out)
-            staging = None
-            if watch:
-                fs.rename(log_staging, f"{log_dir}/monitor_run={key}")
-                log_staging = None
-        finally:
-            scored.unpersist()
-            for folder in (staging, log_staging if watch else None):
-                if folder is not None and fs.exists(folder):
-                    fs.delete(folder)
+                monitor.inference_log(predictions, shown_input).write.parquet(log_staging)
+            keys, aggs = monitor.count_columns(watch)
+            counts = scored.groupBy(*keys).agg(*aggs).collect()
+        summary = _summary(cfg, counts, source.inputs, model_uri, version, out, fmt, scored_at,
+                           time.monotonic() - start)
+        if watch:
+            batch = monitor.profile_from_counts(counts)
+            summary["monitoring"] = {"monitor_run": key, **monitor.judge(cfg, reference, batch)}
+        storage.write_text(storage.join(staging, "summary.json"), json.dumps(summary, indent=2))
+        swap_into_place(fs, staging, out)
+        staging = None
+        if watch:
+            fs.rename(log_staging, f"{log_dir}/monitor_run={key}")
+            log_staging = None
+    finally:
+        scored.unpersist()
+        for folder in (staging, log_staging if watch else None):
+            if folder is not None and fs.exists(folder):
+                fs.delete(folder)
     log.info("batch inference: %d rows scored, %d rejects, %.0f rows/s -> %s", summary["rows_scored"],
              summary["rejects"], summary["rows_per_sec"], out)
     if watch:
         summary["monitoring"] = _record(cfg, summary, reference, batch, key, scored_at)
     return summary
+
+
+def _refuse_incremental_output(cfg: PipelineConfig) -> None:
+    """A batch run replaces its output whole: never the output (and checkpoint) of incremental scoring."""
+    path = storage.join(qualify(cfg.infer.output).rstrip("/"), "summary.json")
+    if storage.exists(path) and json.loads(storage.read_text(path)).get("mode") == "incremental":
+        raise PipelineError(f"infer.output {display_path(cfg.infer.output)} holds incremental scoring's output and "
+                            "checkpoint, which a batch run would replace; expected another infer.output, or "
+                            "infer.mode=incremental")
 
 
 def _input_shown(cfg: PipelineConfig) -> str:
@@ -191,22 +204,40 @@ def _record(cfg: PipelineConfig, summary: dict, reference: dict | None, batch: d
             "description": line}
 
 
-def _ship_model(spark: SparkSession, model_uri: str, local: str) -> str:
+# Model archives shipped to this application's executors, by (application, model URI): a version's files
+# never change, so each is downloaded and shipped once per application, and kept until this process
+# exits. Spark re-offers every archive it was ever given to each executor that starts later (or a local
+# executor's next task, for one it had not fetched), so a shipped archive must outlive the run.
+_shipped: dict[tuple[str, str], str] = {}
+_ship_folder: list[str] = []
+
+
+def ship_model(spark: SparkSession, model_uri: str) -> str:
     """Downloads the model's files once, on the driver, and ships them to every executor as an archive
     (Spark unpacks it there; a plain folder cannot be shipped to a cluster); returns the name executors
     find it under (``SparkFiles.get``). Executors need no registry access."""
+    import atexit
     import shutil
+    import tempfile
     import uuid
 
     import mlflow
 
+    key = (spark.sparkContext.applicationId, model_uri)
+    if key in _shipped:
+        return _shipped[key]
+    if not _ship_folder:
+        _ship_folder.append(tempfile.mkdtemp(prefix="mnist-pipeline-models-"))
+        atexit.register(shutil.rmtree, _ship_folder[0], True)
     name = f"model-{uuid.uuid4().hex[:12]}"
-    folder = os.path.join(local, name)
+    folder = os.path.join(_ship_folder[0], name)
     os.makedirs(folder)
     mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
-    archive = shutil.make_archive(os.path.join(local, name), "zip", root_dir=folder)
+    archive = shutil.make_archive(os.path.join(_ship_folder[0], name), "zip", root_dir=folder)
+    shutil.rmtree(folder, ignore_errors=True)
     spark.sparkContext.addArchive(archive)
-    return os.path.basename(archive)
+    _shipped[key] = os.path.basename(archive)
+    return _shipped[key]
 
 
 def _summary(cfg: PipelineConfig, counts, inputs: int | None, model_uri: str, version, out: str, fmt: str,

@@ -174,10 +174,14 @@ def _from_dataset(spark: SparkSession, fs: HadoopFS, cfg: PipelineConfig, source
 
 
 def _from_parquet(spark: SparkSession, fs: HadoopFS, cfg: PipelineConfig, source: str) -> PreparedInput:
-    icfg = cfg.infer
     if not fs.glob_files(source):
         raise InputError(f"infer.input {source} matches no Parquet files")
-    raw = spark.read.parquet(qualify(source))
+    return PreparedInput(parquet_rows(spark.read.parquet(qualify(source)), cfg, source), None)
+
+
+def parquet_rows(raw: DataFrame, cfg: PipelineConfig, source: str) -> DataFrame:
+    """Prepared rows of a Parquet table (``raw``: a batch or a micro-batch of it)."""
+    icfg = cfg.infer
     if icfg.image_column not in raw.columns:
         raise InputError(f"{source}: no column {icfg.image_column!r} (set infer.image_column); "
                          f"columns are {', '.join(raw.columns)}")
@@ -190,9 +194,9 @@ def _from_parquet(spark: SparkSession, fs: HadoopFS, cfg: PipelineConfig, source
             raise InputError(f"{source}: column {icfg.image_column!r} holds bytes (0-255) but infer.pixel_scale is "
                              f"{icfg.pixel_scale}; set infer.pixel_scale=0-255")
         reason = F.when(F.col("image").isNotNull() & F.col("bad_label").isNotNull(), F.lit(BAD_LABEL))
-        return PreparedInput(rows.select("id", "image", "label", F.col("bad_label").alias("note"),
-                                         reason.cast("string").alias("reject_reason")), None)
-    return PreparedInput(rows.mapInPandas(bytes_from_pixel_arrays(icfg.pixel_scale), PREPARED_SCHEMA), None)
+        return rows.select("id", "image", "label", F.col("bad_label").alias("note"),
+                           reason.cast("string").alias("reject_reason"))
+    return rows.mapInPandas(bytes_from_pixel_arrays(icfg.pixel_scale), PREPARED_SCHEMA)
 
 
 def _label_columns(raw: DataFrame, name: str | None):
@@ -213,18 +217,29 @@ def _from_images(spark: SparkSession, fs: HadoopFS, cfg: PipelineConfig, source:
     if not listed:
         raise InputError(f"infer.input {source} holds no files")
     raw = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(qualify(source))
-    rows = raw.select("path", "content").mapInPandas(decode_image_files, PREPARED_SCHEMA)
+    rows = image_rows(raw)
     if empty:  # Spark's file sources skip empty files: they are rejects here, not silently gone
         rows = rows.unionByName(spark.createDataFrame(
             [(path, None, None, None, EMPTY_FILE) for path in empty], PREPARED_SCHEMA))
     return PreparedInput(rows, listed)
 
 
-def _from_idx(spark: SparkSession, fs: HadoopFS, cfg: PipelineConfig, source: str) -> PreparedInput:
-    # the shared source parser; a bad file becomes a reject instead of stopping the job
-    from pipeline.sources.files import parse_inputs, plan_units
+def image_rows(raw: DataFrame) -> DataFrame:
+    """Prepared rows of ``binaryFile`` rows (a batch or a micro-batch of an images folder)."""
+    return raw.select("path", "content").mapInPandas(decode_image_files, PREPARED_SCHEMA)
 
-    units = plan_units(fs, "idx", "test", source, key="infer.input")
+
+def _from_idx(spark: SparkSession, fs: HadoopFS, cfg: PipelineConfig, source: str) -> PreparedInput:
+    from pipeline.sources.files import plan_units
+
+    return PreparedInput(idx_rows(spark, plan_units(fs, "idx", "test", source, key="infer.input")), None)
+
+
+def idx_rows(spark: SparkSession, units: list[dict]) -> DataFrame:
+    """Prepared rows of IDX parse units: the shared source parser; a bad file becomes a reject instead of
+    stopping the job."""
+    from pipeline.sources.files import parse_inputs
+
     parsed = parse_inputs(spark, "idx", units, "auto", spark.sparkContext.accumulator(0))
     images = parsed.where("kind = 'image'").select(
         F.concat_ws(":", "source", F.col("idx").cast("string")).alias("id"), "image", "label", *_no_note())
@@ -232,7 +247,7 @@ def _from_idx(spark: SparkSession, fs: HadoopFS, cfg: PipelineConfig, source: st
         F.col("source").alias("id"), F.lit(None).cast("binary").alias("image"),
         F.lit(None).cast("int").alias("label"), F.col("message").alias("note"),
         F.lit(INVALID_IDX).alias("reject_reason"))
-    return PreparedInput(images.unionByName(errors), None)
+    return images.unionByName(errors)
 
 
 LOADERS = {"dataset": _from_dataset, "idx": _from_idx, "parquet": _from_parquet, "images": _from_images}

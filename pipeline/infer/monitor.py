@@ -165,7 +165,7 @@ def read_runs(cfg: PipelineConfig) -> list[dict]:
         except Exception as exc:
             raise PipelineError(f"monitoring history {storage.join(folder, info.base_name)} cannot be read "
                                 f"({type(exc).__name__}: {exc}); move it away to go on without it") from exc
-    return sorted(rows, key=lambda r: r["monitor_run"])
+    return sorted(rows, key=lambda r: (r["timestamp"], r["monitor_run"]))
 
 
 def write_run(cfg: PipelineConfig, row: dict) -> str:

@@ -20,41 +20,14 @@ from pipeline.infer import monitor
 from pipeline.infer.batch import batch_infer
 from pipeline.stages import run_stage
 from tests.helpers import read_split
-from tests.mlflow_server import MlflowServer
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_DIR = REPO / "data" / "mnist-sample"
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory, trained_weights, sample_dataset):
-    """A tracking server whose model 'mnist-cnn' version 1 holds @champion, registered the way training
-    registers (``log_and_register`` with the reference of its test-split predictions)."""
-    from pipeline.assess.report import predict_test_split
-    from pipeline.io.tracking import setup_experiment
-    from pipeline.train.model import build_model
-    from pipeline.train.registration import log_and_register
-
-    folder = tmp_path_factory.mktemp("monitor-registry")
-    server = MlflowServer(folder / "server").start()
+def _cfg(monitored, folder: Path, source: Path) -> PipelineConfig:
     cfg = PipelineConfig()
-    cfg.mlflow.tracking_uri = server.uri
-    cfg.mlflow.artifact_location = None
-    experiment = setup_experiment(cfg.mlflow)
-    model = build_model(ModelConfig())
-    model.set_weights(trained_weights)
-    images, labels, probs = predict_test_split(model, str(sample_dataset[0]))
-    reference = drift.profile(images, probs, labels)
-    with mlflow.start_run(experiment_id=experiment) as run:
-        version = log_and_register(model, images, cfg.mlflow, run.info.run_id, reference["correct"] / 2000, reference)
-    MlflowClient().set_registered_model_alias("mnist-cnn", "champion", version)
-    yield cfg.mlflow, reference, folder
-    server.stop()
-
-
-def _cfg(registry, folder: Path, source: Path) -> PipelineConfig:
-    cfg = PipelineConfig()
-    cfg.mlflow = registry[0]
+    cfg.mlflow = monitored[0]
     cfg.spark.progress_interval_s = 0
     cfg.infer.input_format = "parquet"
     cfg.infer.input = str(source)
@@ -74,12 +47,12 @@ def _batch(path: Path, rows, rotate: bool = False) -> Path:
     return path
 
 
-def test_monitor_figures_equal_a_direct_computation_on_the_same_rows(spark, registry, sample_dataset, tmp_path):
+def test_monitor_figures_equal_a_direct_computation_on_the_same_rows(spark, monitored, sample_dataset, tmp_path):
     rows = read_split(sample_dataset[0], "val")
     source = _batch(tmp_path / "in", rows)
-    summary = batch_infer(spark, _cfg(registry, tmp_path, source))
+    summary = batch_infer(spark, _cfg(monitored, tmp_path, source))
 
-    (run,) = monitor.read_runs(_cfg(registry, tmp_path, source))
+    (run,) = monitor.read_runs(_cfg(monitored, tmp_path, source))
     profile = json.loads(run["profile"])
     predictions = {r["id"]: r for r in pq.read_table(str(tmp_path / "predictions" / "predictions")).to_pylist()}
     images = np.stack([np.frombuffer(r[1], dtype=np.uint8).reshape(28, 28) for r in rows])
@@ -89,7 +62,7 @@ def test_monitor_figures_equal_a_direct_computation_on_the_same_rows(spark, regi
         assert profile[key] == direct[key], key
     assert profile["confidence_sum"] == pytest.approx(direct["confidence_sum"], rel=1e-6)
     assert profile["ink_sum"] == pytest.approx(direct["ink_sum"], rel=1e-9)
-    expected = drift.compare(registry[1], direct)
+    expected = drift.compare(monitored[1], direct)
     for name in drift.FIGURES:
         assert run[name] == pytest.approx(expected[name], rel=1e-9, abs=1e-12)
         assert summary["monitoring"][name] == run[name]
@@ -106,9 +79,9 @@ def test_monitor_figures_equal_a_direct_computation_on_the_same_rows(spark, regi
     assert logged.where("model_id = 'mnist-cnn/1'").count() == 800
 
 
-def test_a_stable_stream_stays_stable_and_a_shifted_one_drifts_then_retraining_runs(spark, registry, sample_dataset,
+def test_a_stable_stream_stays_stable_and_a_shifted_one_drifts_then_retraining_runs(spark, monitored, sample_dataset,
                                                                                     tmp_path):
-    cfg_of = lambda source: _cfg(registry, tmp_path, source)  # noqa: E731
+    cfg_of = lambda source: _cfg(monitored, tmp_path, source)  # noqa: E731
     val, test = read_split(sample_dataset[0], "val"), read_split(sample_dataset[0], "test")
     stable = [val[:400], val[400:], test[:500]]
     for i, rows in enumerate(stable):
@@ -119,7 +92,7 @@ def test_a_stable_stream_stays_stable_and_a_shifted_one_drifts_then_retraining_r
 
     # retrain.when=drift with nothing drifting: exit 0, saying why, nothing trained
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1")
-    common = ["spark.master=local[2]", "spark.progress_interval_s=0", f"mlflow.tracking_uri={registry[0].tracking_uri}",
+    common = ["spark.master=local[2]", "spark.progress_interval_s=0", f"mlflow.tracking_uri={monitored[0].tracking_uri}",
               f"monitor.path={tmp_path / 'monitoring'}", "retrain.when=drift", "train.epochs=1", "train.num_proc=1",
               f"ingest.train={SAMPLE_DIR}/train-*", f"ingest.test={SAMPLE_DIR}/t10k-*"]
     binary = Path(sys.executable).parent / "mnist-pipeline"
@@ -154,7 +127,7 @@ def test_a_stable_stream_stays_stable_and_a_shifted_one_drifts_then_retraining_r
     assert plot.is_file() and plot.read_bytes()[:4] == b"\x89PNG"
 
     # each run is an MLflow run of the monitoring experiment: figures at step = its index, verdict, plot, input
-    client = MlflowClient(registry[0].tracking_uri)
+    client = MlflowClient(monitored[0].tracking_uri)
     experiment = client.get_experiment_by_name("mnist-pipeline-monitoring")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
