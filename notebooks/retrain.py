@@ -7,6 +7,8 @@
 # MAGIC `ingest.test` (empty: the config file's value);
 # MAGIC `data.root` (empty: the config file's value);
 # MAGIC `train.epochs` (empty: the config file's value);
+# MAGIC `retrain.when` (empty: the config file's value): always, or drift to retrain only when the champion's
+# MAGIC monitored inference runs drifted (`retrain.drift_runs` of the last `retrain.window_runs`);
 # MAGIC `overrides`, any other `section.key=value` pairs, space-separated.
 # MAGIC The logic lives in the `pipeline` package (installed from the bundle's wheel); this notebook only
 # MAGIC maps widgets onto the config and makes one call.
@@ -18,11 +20,12 @@ dbutils.widgets.text("ingest.train", "", "ingest.train")
 dbutils.widgets.text("ingest.test", "", "ingest.test")
 dbutils.widgets.text("data.root", "", "data.root")
 dbutils.widgets.text("train.epochs", "", "train.epochs")
+dbutils.widgets.text("retrain.when", "", "retrain.when")
 dbutils.widgets.text("overrides", "", "key=value ...")
 
 # COMMAND ----------
 
 from pipeline.notebook import config_from_widgets, run_stage
 
-cfg = config_from_widgets(dbutils, ["ingest.train", "ingest.test", "data.root", "train.epochs"])
+cfg = config_from_widgets(dbutils, ["ingest.train", "ingest.test", "data.root", "train.epochs", "retrain.when"])
 print(run_stage(spark, "retrain", cfg))

@@ -87,6 +87,7 @@ BOUNDS = {
     "lr_find.smoothing": "[0, 1)", "lr_find.diverge_factor": "(1, inf)",
     "infer.max_files_per_trigger": "[1, inf)",
     "monitor.psi_moderate": "(0, inf)", "monitor.psi_drift": "(0, inf)", "monitor.last": "[1, inf)",
+    "monitor.min_rows": "[1, inf)",
     "retrain.drift_runs": "[1, inf)", "retrain.window_runs": "[1, inf)",
 }
 
@@ -261,6 +262,9 @@ class MonitorConfig:
     # psi_drift drift, else moderate (the common PSI convention).
     psi_moderate: float = 0.1
     psi_drift: float = 0.25
+    # Fewer scored rows than this: the figures are kept but not judged (verdict too_few_rows): sampling
+    # noise alone gives a PSI of about (bins - 1) / rows, 0.045 for 10 bins at 200 rows.
+    min_rows: int = 200
     last: int = 20  # mnist-pipeline monitor: how many runs to show
 
 

@@ -30,7 +30,9 @@ def format_training(result, cfg: PipelineConfig) -> str:
     if getattr(result, "fit", None):
         lines.append(f"  fit: {result.fit}")
     if uri.startswith(("http://", "https://")):
-        lines.append(f"  the run: {uri.rstrip('/')}/#/experiments/{result.experiment_id}/runs/{result.run_id}")
+        # MLflow 3's UI opens in its GenAI view unless the link says otherwise (older UIs ignore the parameter)
+        lines.append(f"  the run: {uri.rstrip('/')}/#/experiments/{result.experiment_id}/runs/{result.run_id}"
+                     "?workflowType=machine_learning")
     elif uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri and not uri.startswith("databricks"):
         lines.append(f"  open the MLflow UI on these results: .venv/bin/mlflow ui --backend-store-uri {uri} "
                      "--host 127.0.0.1 --port 5000  (then http://127.0.0.1:5000)")
@@ -86,6 +88,8 @@ def format_pipeline(report, cfg: PipelineConfig) -> str:
         return f"retrain: skipped (retrain.when=drift): {report.skipped}"
     parts = [format_manifest(report.manifest, cfg.data.root), format_training(report.training, cfg),
              format_decision(report.decision, cfg)]
+    if report.trigger:
+        parts.insert(0, f"retrain (retrain.when=drift): {report.trigger}")
     if report.inference is not None:
         parts.append(format_inference(report.inference, cfg))
     elif cfg.retrain.infer:

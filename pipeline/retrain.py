@@ -23,6 +23,7 @@ class PipelineReport:
     decision: object  # pipeline.evaluate.promote.Decision
     inference: dict | None
     skipped: str | None = None  # retrain.when=drift and the monitoring history did not ask for it: why
+    trigger: str | None = None  # retrain.when=drift and it did: why
 
 
 def run_pipeline(spark: SparkSession, cfg: PipelineConfig, infer: bool | None = None) -> PipelineReport:
@@ -43,6 +44,7 @@ def run_pipeline(spark: SparkSession, cfg: PipelineConfig, infer: bool | None = 
             log.info("retraining skipped: %s", why)
             return PipelineReport(None, None, None, None, skipped=why)
         log.info("retraining: %s", why)
+    trigger = why if cfg.retrain.when == "drift" else None
     manifest = ingest(spark, cfg)
     training = train(spark, cfg)
     decision = evaluate_and_promote(cfg, version=training.model_version)
@@ -53,7 +55,8 @@ def run_pipeline(spark: SparkSession, cfg: PipelineConfig, infer: bool | None = 
         else:
             log.warning("no version holds @%s yet, so there is nothing to score with; batch inference skipped",
                         cfg.promote.champion_alias)
-    return PipelineReport(manifest=manifest, training=training, decision=decision, inference=inference)
+    return PipelineReport(manifest=manifest, training=training, decision=decision, inference=inference,
+                          trigger=trigger)
 
 
 def _drift_says(cfg: PipelineConfig) -> tuple[bool, str]:

@@ -54,7 +54,8 @@ def test_notebooks_run_top_to_bottom_on_the_sample(spark, tmp_path, capsys, monk
         "data.root": str(tmp_path / "dataset"),
         "overrides": f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db mlflow.artifact_location={tmp_path}/artifacts "
                      f"train.checkpoint_dir={tmp_path}/checkpoints spark.progress_interval_s=0 "
-                     f"infer.output={tmp_path}/predictions train.backend={train_backend}",
+                     f"infer.output={tmp_path}/predictions train.backend={train_backend} "
+                     f"monitor.path={tmp_path}/monitoring",
     }
     out = run_notebook(NOTEBOOKS / "ingest.py", spark, {
         **common, "ingest.train": f"{SAMPLE_DIR}/train-*", "ingest.test": f"{SAMPLE_DIR}/t10k-*"}, capsys)
@@ -65,7 +66,29 @@ def test_notebooks_run_top_to_bottom_on_the_sample(spark, tmp_path, capsys, monk
     assert "evaluate: version 1 promoted to @champion: first model" in out
     out = run_notebook(NOTEBOOKS / "batch_infer.py", spark, common, capsys)
     assert "infer: 2,000 inputs: 2,000 scored, 0 rejected" in out
+    assert "monitoring: mnist-cnn version 1 scored 2,000 rows (0 rejects)" in out and "verdict **stable**" in out
     assert (tmp_path / "predictions" / "summary.json").is_file()
+    # incremental scoring of a folder new images arrive in: the files that came since the last run
+    from PIL import Image
+
+    from tests.helpers import read_split
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    for i, row in enumerate(read_split(tmp_path / "dataset", "val")[:3]):
+        Image.frombytes("L", (28, 28), row[1]).save(incoming / f"digit-{i}.png")
+    stream = {**common, "infer.mode": "incremental", "infer.input_format": "images", "infer.input": str(incoming),
+              "overrides": common["overrides"].replace(f"infer.output={tmp_path}/predictions",
+                                                       f"infer.output={tmp_path}/scored")}
+    out = run_notebook(NOTEBOOKS / "batch_infer.py", spark, stream, capsys)
+    assert "infer (incremental): 1 new micro-batch(es)" in out and "3 scored, 0 rejected" in out
+    out = run_notebook(NOTEBOOKS / "batch_infer.py", spark, stream, capsys)
+    assert "no new files since the last run" in out
+    out = run_notebook(NOTEBOOKS / "monitor.py", spark, common, capsys)
+    assert "monitored inference runs under" in out and "last 2 of 2" in out
+    out = run_notebook(NOTEBOOKS / "retrain.py", spark, {**common, "retrain.when": "drift"}, capsys)
+    assert "retrain: skipped (retrain.when=drift): 0 of the last 2 monitored runs of champion version 1" in out
+    assert "too_few_rows" in out  # the three images were scored and measured, not judged
     out = run_notebook(NOTEBOOKS / "retrain.py", spark, {**common, "train.epochs": "1",
                                                          "ingest.train": f"{SAMPLE_DIR}/train-*",
                                                          "ingest.test": f"{SAMPLE_DIR}/t10k-*"}, capsys)
@@ -108,6 +131,11 @@ def test_bundle_tasks_point_at_notebooks_and_jobs_that_exist():
             if "spark_python_task" in task:
                 assert (REPO / task["spark_python_task"]["python_file"]).is_file()
     assert [t["task_key"] for t in jobs["retrain"]["tasks"]] == ["ingest", "train", "evaluate", "infer"]
+    scoring = {t["task_key"]: t for t in jobs["score_and_retrain"]["tasks"]}
+    assert list(scoring) == ["score", "retrain_on_drift"]
+    assert scoring["score"]["notebook_task"]["base_parameters"]["infer.mode"] == "incremental"
+    assert scoring["retrain_on_drift"]["depends_on"] == [{"task_key": "score"}]
+    assert scoring["retrain_on_drift"]["notebook_task"]["base_parameters"]["retrain.when"] == "drift"
     infer = jobs["retrain"]["tasks"][-1]
     assert infer["notebook_task"]["base_parameters"]["overrides"] == "infer.skip_without_champion=true"
 

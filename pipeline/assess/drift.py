@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-REFERENCE_TAG = "drift_reference"  # the model version tag holding its reference profile (JSON)
+REFERENCE_KEY = "drift_reference"  # the key of a model's reference profile in its MLmodel metadata
 REFERENCE_ARTIFACT = "monitoring/reference.json"  # the same, as an artifact of the training run
 CLASSES = 10
 CONFIDENCE_BINS = 10

@@ -112,9 +112,9 @@ def drift_figure(reference: dict, batch: dict, figures: dict):
         ax.set_title(f"{label}: PSI {value:.3f}" if value is not None else label)
         ax.grid(alpha=0.3, axis="y")
     axes[0].legend(fontsize=8, loc="lower center", framealpha=0.9)
+    largest = max(("class_psi", "confidence_psi", "pixel_psi", "entropy_psi"), key=lambda k: figures.get(k) or 0)
     fig.suptitle(f"batch vs reference: {figures.get('verdict', '?')}"
-                 + (f" (largest PSI: {figures['decided_by']} {figures['decisive']:.3f})"
-                    if figures.get("decisive") is not None else ""))
+                 + (f" (largest PSI: {largest} {figures[largest]:.3f})" if figures.get(largest) is not None else ""))
     fig.tight_layout()
     return fig
 

@@ -100,7 +100,7 @@ def batch_infer(spark: SparkSession, cfg: PipelineConfig) -> dict | None:
     source = load_input(spark, cfg)  # input problems first: they are the user's to fix, in seconds
     model_uri, version = resolve_model(cfg)
     watch = cfg.monitor.enabled
-    reference = monitor.reference_of(version) if watch else None
+    reference = monitor.reference_of(model_uri) if watch else None
     out = qualify(cfg.infer.output).rstrip("/")
     fs = HadoopFS(spark)
     sc = spark.sparkContext
@@ -110,7 +110,7 @@ def batch_infer(spark: SparkSession, cfg: PipelineConfig) -> dict | None:
     log_dir = f"{monitor.monitor_root(cfg)}/inference_log"
     log_staging = f"{log_dir}/_staging-{key}"  # Spark's readers skip folders starting with _
     rows_done = sc.accumulator(0)
-    model_name = ship_model(spark, model_uri)
+    model_name = ship_model(spark, model_uri, version)
     # One pass over the input: every row is scored or rejected here (with its monitoring bins), then
     # both outputs, the inference log and the summary's counts and profile come from the cached result.
     scored = source.rows.mapInArrow(scorer(model_name, rows_done, with_stats=watch), scored_schema(watch)) \
@@ -199,23 +199,26 @@ def _record(cfg: PipelineConfig, summary: dict, reference: dict | None, batch: d
             f"but monitoring run {key} could not be recorded ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
             "it is not in the drift history") from exc
     line = monitor.describe(row)
-    (log.warning if row["verdict"] in ("moderate", "drift") else log.info)("monitoring: %s", line)
+    log.info("monitoring: %s", line)  # the report shows it too
     return {**judged, "monitor_run": key, "mlflow_run_id": row["mlflow_run_id"], "index": index,
             "description": line}
 
 
-# Model archives shipped to this application's executors, by (application, model URI): a version's files
-# never change, so each is downloaded and shipped once per application, and kept until this process
+# Model archives shipped to this application's executors, by application and model version: a version's
+# files never change, so each is downloaded and shipped once per application, and kept until this process
 # exits. Spark re-offers every archive it was ever given to each executor that starts later (or a local
-# executor's next task, for one it had not fetched), so a shipped archive must outlive the run.
-_shipped: dict[tuple[str, str], str] = {}
+# executor's next task, for one it had not fetched), so a shipped archive must outlive the run. A version
+# is known by its registry, source and run, never by its URI alone: "models:/mnist-cnn/1" of one tracking
+# store is not version 1 of another store the same process uses.
+_shipped: dict[tuple[str, ...], str] = {}
 _ship_folder: list[str] = []
 
 
-def ship_model(spark: SparkSession, model_uri: str) -> str:
+def ship_model(spark: SparkSession, model_uri: str, version) -> str:
     """Downloads the model's files once, on the driver, and ships them to every executor as an archive
     (Spark unpacks it there; a plain folder cannot be shipped to a cluster); returns the name executors
-    find it under (``SparkFiles.get``). Executors need no registry access."""
+    find it under (``SparkFiles.get``). Executors need no registry access. ``version`` is the
+    ``ModelVersion`` that ``model_uri`` resolved to."""
     import atexit
     import shutil
     import tempfile
@@ -223,7 +226,8 @@ def ship_model(spark: SparkSession, model_uri: str) -> str:
 
     import mlflow
 
-    key = (spark.sparkContext.applicationId, model_uri)
+    key = (spark.sparkContext.applicationId, mlflow.get_registry_uri(), model_uri, str(version.source),
+           str(version.run_id))
     if key in _shipped:
         return _shipped[key]
     if not _ship_folder:

@@ -98,7 +98,7 @@ def score_new_files(spark: SparkSession, cfg: PipelineConfig) -> dict:
                          "arrive in (infer.mode=incremental)")
     model_uri, version = resolve_model(cfg)  # once: the whole run scores with this version
     watch = cfg.monitor.enabled
-    reference = monitor.reference_of(version) if watch else None
+    reference = monitor.reference_of(model_uri) if watch else None
     out = qualify(cfg.infer.output).rstrip("/")
     _refuse_batch_output(out)
     stream_id = hashlib.sha256(out.encode()).hexdigest()[:8]
@@ -124,7 +124,7 @@ def score_new_files(spark: SparkSession, cfg: PipelineConfig) -> dict:
         key = f"{monitor.new_key(scored_at).split('-')[0]}-{suffix}"
         began = time.monotonic()
         rows = _prepared(spark, fs, cfg, batch, source)
-        model_name = ship_model(spark, model_uri)  # once per application and version (a run with no new file: never)
+        model_name = ship_model(spark, model_uri, version)  # once per application and version (a run with no new file: never)
         scored = rows.mapInArrow(scorer(model_name, None, with_stats=watch), scored_schema(watch)) \
             .persist(StorageLevel.MEMORY_AND_DISK)
         try:

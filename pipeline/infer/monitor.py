@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import json
 import logging
 import uuid
 
@@ -31,6 +30,7 @@ from pipeline.io.fs import qualify
 log = logging.getLogger(__name__)
 
 NO_REFERENCE = "no_reference"
+TOO_FEW_ROWS = "too_few_rows"
 RUN_COLUMNS = ("monitor_run", "timestamp", "model_name", "model_version", "source", "input_format", "rows",
                "rejects", "labelled_rows", "accuracy", "mean_confidence", "mean_ink", *drift.FIGURES,
                "reference_accuracy", "reference_mean_confidence", "reference_mean_ink", "verdict", "decided_by",
@@ -50,21 +50,26 @@ def new_key(now: dt.datetime) -> str:
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
 
 
-def reference_of(version) -> dict | None:
-    """The monitoring reference registered with ``version`` (its ``drift_reference`` tag); None when the
-    version has none (registered before monitoring existed).
+def reference_of(model_uri: str) -> dict | None:
+    """The monitoring reference the model at ``model_uri`` was registered with (its MLmodel metadata);
+    None when it has none (registered before monitoring existed).
 
     Raises:
-        PipelineError: the tag is there but is not a reference (names the version and what is wrong).
+        PipelineError: the model's MLmodel file could not be read, or holds something that is not a
+            reference (names the model and what is wrong).
     """
-    text = (version.tags or {}).get(drift.REFERENCE_TAG)
-    if text is None:
-        return None
-    what = f"tag {drift.REFERENCE_TAG} of {version.name} version {version.version}"
+    from mlflow.models import get_model_info
+
     try:
-        return drift.check_profile(json.loads(text), what)
-    except json.JSONDecodeError as exc:
-        raise PipelineError(f"{what} is not JSON ({exc})") from None
+        metadata = get_model_info(model_uri).metadata or {}
+    except Exception as exc:
+        raise PipelineError(f"could not read the MLmodel file of {model_uri} for its monitoring reference "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    value = metadata.get(drift.REFERENCE_KEY)
+    if value is None:
+        return None
+    try:
+        return drift.check_profile(value, f"{drift.REFERENCE_KEY} in the MLmodel metadata of {model_uri}")
     except ValueError as exc:
         raise PipelineError(str(exc)) from None
 
@@ -124,9 +129,12 @@ def judge(cfg: PipelineConfig, reference: dict | None, batch: dict) -> dict:
         theirs = drift.summary(reference)
         return {**empty, "mean_confidence": None, "mean_ink": None, "accuracy": None,
                 "reference_accuracy": theirs["accuracy"], "reference_mean_confidence": theirs["mean_confidence"],
-                "reference_mean_ink": theirs["mean_ink"], "verdict": "stable", "decided_by": "no rows scored",
-                "decisive": None}
-    return drift.compare(reference, batch, cfg.monitor.psi_moderate, cfg.monitor.psi_drift)
+                "reference_mean_ink": theirs["mean_ink"], "verdict": TOO_FEW_ROWS,
+                "decided_by": f"0 rows < monitor.min_rows {cfg.monitor.min_rows}", "decisive": None}
+    judged = drift.compare(reference, batch, cfg.monitor.psi_moderate, cfg.monitor.psi_drift)
+    if batch["rows"] < cfg.monitor.min_rows:
+        judged.update(verdict=TOO_FEW_ROWS, decided_by=f"{batch['rows']} rows < monitor.min_rows {cfg.monitor.min_rows}")
+    return judged
 
 
 def inference_log(predictions, source: str):
@@ -233,8 +241,11 @@ def describe(row: dict) -> str:
                   "so no drift figures")
     elif row["decisive"] is None:
         judged = "no rows were scored, so nothing to compare"
+    elif row["verdict"] == TOO_FEW_ROWS:
+        judged = (f"verdict too_few_rows ({row['decided_by']}): largest PSI {row['decisive']:.3f}, not judged, "
+                  "since sampling noise alone moves PSI by about (bins - 1) / rows")
     else:
-        judged = (f"verdict **{row['verdict']}**, decided by {row['decided_by']} = {row['decisive']:.3f} "
+        judged = (f"verdict **{row['verdict']}**: largest PSI {row['decided_by']} = {row['decisive']:.3f} "
                   f"(moderate from {row['psi_moderate']:g}, drift above {row['psi_drift']:g})")
     accuracy = f"; accuracy {row['accuracy']:.4f}" if row.get("accuracy") is not None else ""
     confidence = (f"; mean top-class probability {row['mean_confidence']:.3f}"
@@ -299,8 +310,8 @@ def drift_decision(cfg: PipelineConfig, champion_version: str | None) -> tuple[b
             and x["model_version"] == str(champion_version)]
     window = runs[-r.window_runs:]
     drifted = [x for x in window if x["verdict"] == "drift"]
-    figures = ", ".join(f"{x['verdict']}" + (f" {x['decided_by']}={x['decisive']:.2f}" if x["decisive"] is not None
-                                              else "") for x in window) or "none"
+    figures = ", ".join(x["verdict"] + (f" {x['decided_by']}={x['decisive']:.2f}"
+                                        if x["verdict"] in ("moderate", "drift") else "") for x in window) or "none"
     what = (f"{len(drifted)} of the last {len(window)} monitored runs of champion version {champion_version} were "
             f"drift (retrain.when=drift needs {r.drift_runs} of the last {r.window_runs}; runs: {figures})")
     return len(drifted) >= r.drift_runs, what

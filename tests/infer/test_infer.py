@@ -242,3 +242,32 @@ def test_idx_input_matching_nothing_names_the_infer_key(spark, champion, tmp_pat
 
     with pytest.raises(InputError, match=r"no input files match infer\.input='.*nothing-\*' \(empty input\)"):
         batch_infer(spark, _cfg(champion, tmp_path, "idx", tmp_path / "nothing-*"))
+
+
+def test_version_1_of_another_tracking_store_is_shipped_afresh(spark, tmp_path):
+    """The shipped-archive cache knows a version by its registry, source and run: the same URI
+    ``models:/m/1`` in a second store of the same process is that store's model, never the first's."""
+    import zipfile
+
+    from pipeline.infer import batch
+
+    shipped = []
+    for store in ("a", "b"):
+        files = tmp_path / store / "files"
+        files.mkdir(parents=True)
+        (files / "weights.txt").write_text(f"model of store {store}")
+        mlflow.set_tracking_uri(f"sqlite:///{tmp_path / store / 'mlflow.db'}")
+        try:
+            client = mlflow.MlflowClient()
+            client.create_registered_model("m")
+            assert client.create_model_version("m", str(files)).version in (1, "1")
+            version = client.get_model_version("m", "1")
+            shipped.append(batch.ship_model(spark, "models:/m/1", version))
+            again = batch.ship_model(spark, "models:/m/1", version)
+            assert again == shipped[-1]  # the same version: shipped once
+        finally:
+            mlflow.set_tracking_uri(None)
+    assert shipped[0] != shipped[1]
+    for store, name in zip(("a", "b"), shipped):
+        with zipfile.ZipFile(f"{batch._ship_folder[0]}/{name}") as archive:
+            assert archive.read("weights.txt").decode() == f"model of store {store}"
