@@ -56,7 +56,10 @@ def test_spark_submit_jobs_on_a_standalone_cluster(cluster, wheel, tmp_path):
     trained = submit("train.py").stdout
     assert "model mnist-cnn version 1: test accuracy" in trained
     assert "promoted to @champion" in submit("evaluate.py").stdout
-    assert "infer: 2,000 inputs: 2,000 scored, 0 rejected" in submit("batch_infer.py").stdout
+    inferred = submit("batch_infer.py").stdout
+    assert "infer: 2,000 inputs: 2,000 scored, 0 rejected" in inferred
+    assert "monitoring: mnist-cnn version 1 scored 2,000 rows (0 rejects)" in inferred  # the test split: its own
+    assert "verdict **stable**" in inferred                                             # reference, unchanged
 
     summary = json.loads((tmp_path / "predictions" / "summary.json").read_text())
     assert summary["model_version"] == "1" and summary["rows_scored"] == 2000
@@ -80,6 +83,13 @@ def test_spark_submit_jobs_on_a_standalone_cluster(cluster, wheel, tmp_path):
     started = [log for log in (cluster.folder / "work" / tf_app).glob("*/stderr")
                if "Started server with target: grpc://" in log.read_text(errors="replace")]
     assert len(started) == 2, "each Spark worker's executor should run one TensorFlow worker"
+
+    # the monitoring report, and retraining that reads it first: nothing drifted, so nothing is retrained
+    shown = submit("monitor.py").stdout
+    assert "last 1 of 1" in shown and shown.splitlines()[2].endswith("  stable")
+    skipped = submit("retrain.py", "retrain.when=drift").stdout
+    assert "retrain: skipped (retrain.when=drift): 0 of the last 1 monitored runs of champion version 1" in skipped
+    assert len(client.search_model_versions("name='mnist-cnn'")) == 2
 
 
 def test_ingest_survives_a_lost_executor_with_identical_output(cluster, wheel, sample_arrays, spark, tmp_path):
