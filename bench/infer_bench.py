@@ -4,6 +4,8 @@ in one run, interleaved and repeated (median and spread), with the same total th
 
     .venv/bin/python bench/infer_bench.py [--input /usr/share/datasets/fashion-mnist] [--split train] [--repeats 3]
     .venv/bin/python bench/infer_bench.py --synthetic 1000000 --repeats 2 --results infer_1m
+    .venv/bin/python bench/infer_bench.py --monitoring --repeats 3 --results monitor
+    .venv/bin/python bench/infer_bench.py --monitoring --synthetic 1000000 --repeats 2 --results monitor_1m
 
 Prints the figures and writes them to bench/results/infer.json (or ``--results``). ``--synthetic N``
 scores the train split of N images made by ``bench/synth.py`` (ingested first, not timed). Each side
@@ -11,6 +13,11 @@ is warmed up first on the test split (Python workers started, model shipped; Ten
 
 The model is the default CNN (weights do not change the cost of a forward pass), registered in a
 temporary SQLite store. Both sides use the machine's cores; Spark runs local[*].
+
+``--monitoring``: the two sides are the pipeline's batch inference with monitoring off
+(``monitor.enabled=false``, the baseline) and on (the default: bins per row, the profile in the
+counting aggregation, the inference log, the history row and the MLflow run), the model registered
+with its reference as training registers it.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=0, metavar="N",
                         help="make N synthetic images (bench/synth.py) and use them as the input")
     parser.add_argument("--results", default="infer", help="name of the JSON file under bench/results/")
+    parser.add_argument("--monitoring", action="store_true",
+                        help="compare batch inference with monitoring on against off (instead of model.predict)")
     args = parser.parse_args()
     if not args.synthetic:
         require_idx_input(args.input)
@@ -72,17 +81,27 @@ def main() -> None:
     cfg.mlflow.tracking_uri = f"sqlite:///{work / 'mlflow.db'}"
     cfg.mlflow.artifact_location = str(work / "artifacts")
     cfg.infer.output = str(work / "predictions")
+    cfg.monitor.path = str(work / "monitoring")
     spark = get_spark(cfg.spark)
     try:
         ingest(spark, cfg)
         experiment = setup_experiment(cfg.mlflow)
         model = build_model(ModelConfig())
         example = np.zeros((2, 28, 28, 1), dtype=np.float32)
-        with mlflow.start_run(experiment_id=experiment):
-            info = mlflow.tensorflow.log_model(model, **model_location(), registered_model_name=cfg.mlflow.registered_model,
-                                               signature=mlflow.models.infer_signature(example, model.predict(example)))
-        mlflow.MlflowClient().set_registered_model_alias(cfg.mlflow.registered_model, "champion",
-                                                         info.registered_model_version)
+        with mlflow.start_run(experiment_id=experiment) as run:
+            if args.monitoring:  # registered as training registers it: with its reference
+                from pipeline.assess import drift
+                from pipeline.train.registration import log_and_register
+
+                test_images, test_labels = load_split(Path(cfg.data.root), "test")
+                probs = model.predict(test_images, batch_size=1024, verbose=0)
+                reference = drift.profile(test_images.astype(np.uint8), probs, test_labels)
+                version = log_and_register(model, test_images, cfg.mlflow, run.info.run_id, 0.0, reference)
+            else:
+                version = mlflow.tensorflow.log_model(
+                    model, **model_location(), registered_model_name=cfg.mlflow.registered_model,
+                    signature=mlflow.models.infer_signature(example, model.predict(example))).registered_model_version
+        mlflow.MlflowClient().set_registered_model_alias(cfg.mlflow.registered_model, "champion", version)
         images, _ = load_split(Path(cfg.data.root), args.split)
         n = len(images)
         model.predict(images[:1024], batch_size=1024, verbose=0)  # warm-up (the same model that was registered)
@@ -90,15 +109,53 @@ def main() -> None:
         batch_infer(spark, cfg)  # warm-up on the small split: model shipped to executors, Python workers started
         cfg.infer.split = args.split
         memory, pipeline = [], []
-        for _ in range(args.repeats):  # interleaved, so a noisy neighbour slows both sides alike
+
+        def baseline() -> None:
             start = time.perf_counter()
-            model.predict(images, batch_size=1024, verbose=0)
+            if args.monitoring:
+                cfg.monitor.enabled = False
+                assert batch_infer(spark, cfg)["rows_scored"] == n
+                cfg.monitor.enabled = True
+            else:
+                model.predict(images, batch_size=1024, verbose=0)
             memory.append(n / (time.perf_counter() - start))
+
+        def measured() -> None:
             start = time.perf_counter()
             summary = batch_infer(spark, cfg)
             pipeline.append(n / (time.perf_counter() - start))
             assert summary["rows_scored"] == n
+            if args.monitoring:
+                assert summary["monitoring"]["class_psi"] is not None
+
+        for i in range(args.repeats):  # interleaved, so a noisy neighbour slows both sides alike
+            # the order alternates where both sides write the same output (monitoring), so neither side
+            # always finds the previous output (and the page cache) left by the other
+            sides = (measured, baseline) if args.monitoring and i % 2 else (baseline, measured)
+            for side in sides:
+                side()
         ratios = [p / m for p, m in zip(pipeline, memory)]
+        if args.monitoring:
+            print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+                  f"Spark {spark.version} {spark.sparkContext.master}")
+            print(f"rows: {n:,}, {args.repeats} interleaved repeats")
+            print(f"batch inference, monitoring off: median {statistics.median(memory):9,.0f} rows/s "
+                  f"(min {min(memory):,.0f}, max {max(memory):,.0f})")
+            print(f"batch inference, monitoring on:  median {statistics.median(pipeline):9,.0f} rows/s "
+                  f"(min {min(pipeline):,.0f}, max {max(pipeline):,.0f})")
+            print(f"ratio on / off: median {statistics.median(ratios):.3f} (each run: "
+                  f"{', '.join(f'{r:.3f}' for r in ratios)}); monitoring costs "
+                  f"{(1 - statistics.median(ratios)) * 100:.1f}% of throughput (target <= 10%)")
+            source = f"synthetic: {args.synthetic:,} images (bench/synth.py)" if args.synthetic else args.input.name
+            path = write_results(args.results, {
+                "benchmark": "bench/infer_bench.py --monitoring", "rows": n, "input": f"{source}, {args.split} split",
+                "repeats": args.repeats, "spark_master": spark.sparkContext.master,
+                "baseline": "batch inference with monitor.enabled=false, same process, interleaved",
+                "baseline_rows_per_sec": memory, "monitored_rows_per_sec": pipeline, "ratios": ratios,
+                "median_ratio": statistics.median(ratios), "cost": 1 - statistics.median(ratios),
+            })
+            print(f"written to {path}")
+            return
         print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
               f"Spark {spark.version} {spark.sparkContext.master}")
         print(f"rows: {n:,} ({'synthetic' if args.synthetic else args.input.name} {args.split} split), "

@@ -55,12 +55,10 @@ def entropy_bins(probs: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(scaled), 0, ENTROPY_BINS - 1).astype(np.int32)
 
 
-def pixel_counts(pixels: np.ndarray) -> np.ndarray:
-    """``(rows, 16)`` int32: each image's pixels per intensity bin, in one pass (``pixels``: uint8, a row an image)."""
-    pixels = np.asarray(pixels, np.uint8).reshape(len(pixels), -1)
-    rows = pixels.shape[0]
-    keys = (np.arange(rows, dtype=np.int64)[:, None] * PIXEL_BINS + (pixels >> 4)).ravel()
-    return np.bincount(keys, minlength=rows * PIXEL_BINS).reshape(rows, PIXEL_BINS).astype(np.int32)
+def pixel_totals(pixels: np.ndarray) -> np.ndarray:
+    """``(16,)`` int64: all of the images' pixels per intensity bin."""
+    values = np.bincount(np.asarray(pixels, np.uint8).ravel(), minlength=256)
+    return values.reshape(PIXEL_BINS, 256 // PIXEL_BINS).sum(axis=1).astype(np.int64)
 
 
 def ink(pixels: np.ndarray) -> np.ndarray:
@@ -87,7 +85,7 @@ def profile(pixels: np.ndarray, probs: np.ndarray, labels: np.ndarray | None = N
     out["classes"] = np.bincount(predicted, minlength=CLASSES).astype(int).tolist()
     out["confidence"] = np.bincount(confidence_bins(top), minlength=CONFIDENCE_BINS).astype(int).tolist()
     out["entropy"] = np.bincount(entropy_bins(probs), minlength=ENTROPY_BINS).astype(int).tolist()
-    out["pixels"] = pixel_counts(pixels).sum(axis=0, dtype=np.int64).astype(int).tolist()
+    out["pixels"] = pixel_totals(pixels).astype(int).tolist()
     out["confidence_sum"] = float(top.sum())
     out["ink_sum"] = float(ink(pixels).sum())
     if labels is not None:

@@ -106,8 +106,8 @@ def profile_from_counts(counts) -> dict:
         p["classes"][int(r.predicted_label)] += n
         p["confidence"][int(r.conf_bin)] += n
         p["entropy"][int(r.entropy_bin)] += n
-        for b, c in enumerate(PIXEL_COLUMNS):
-            p["pixels"][b] += int(r[c])
+        for b, c in enumerate(PIXEL_COLUMNS):  # null: no row of this group carried its Arrow batch's totals
+            p["pixels"][b] += int(r[c] or 0)
         p["confidence_sum"] += float(r.confidence_sum)
         p["ink_sum"] += float(r.ink_sum)
         if r.labelled:

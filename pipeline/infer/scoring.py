@@ -22,8 +22,10 @@ SCORED_SCHEMA = ("id string, label int, predicted_label int, probability float, 
                  "note string, reject_reason string")
 # With monitoring on, each scored row also carries its bins (``pipeline.assess.drift``), so the batch's
 # profile is one Spark aggregation over the rows already scored: no second pass, no rows collected.
+# The pixel-intensity histogram is summed only, so each Arrow batch puts its own total on its first
+# scored row (null elsewhere): the same sums for a sixteenth of the work and of the cached data.
 PIXEL_COLUMNS = [f"px{b}" for b in range(16)]
-STATS_SCHEMA = "conf_bin int, entropy_bin int, ink double, " + ", ".join(f"{c} int" for c in PIXEL_COLUMNS)
+STATS_SCHEMA = "conf_bin int, entropy_bin int, ink double, " + ", ".join(f"{c} bigint" for c in PIXEL_COLUMNS)
 
 
 def scored_schema(with_stats: bool) -> str:
@@ -131,22 +133,25 @@ def score_batch(model, batch: pa.RecordBatch, batch_size: int = 2048, with_stats
 
 
 def _stats_columns(probs: np.ndarray, rows: np.ndarray, pixels: np.ndarray, rejected: np.ndarray) -> list:
-    """Each row's confidence and entropy bins, ink and pixel counts per intensity bin (null for a reject)."""
+    """Each scored row's confidence and entropy bins and ink (null for a reject), and the batch's pixel
+    counts per intensity bin on its first scored row (null on every other row)."""
     from pipeline.assess import drift
 
     n = len(probs)
     conf = np.zeros(n, np.int32)
     ent = np.zeros(n, np.int32)
     ink = np.zeros(n, np.float64)
-    counts = np.zeros((n, drift.PIXEL_BINS), np.int32)
+    totals = np.zeros(drift.PIXEL_BINS, np.int64)
+    carrier = np.ones(n, bool)  # True: null
     if rows.size:
         scored = probs[rows]
         conf[rows] = drift.confidence_bins(scored.max(axis=1))
         ent[rows] = drift.entropy_bins(scored)
         ink[rows] = drift.ink(pixels)
-        counts[rows] = drift.pixel_counts(pixels)
+        totals = drift.pixel_totals(pixels)
+        carrier[rows[0]] = False
     return [pa.array(conf, mask=rejected), pa.array(ent, mask=rejected), pa.array(ink, mask=rejected),
-            *(pa.array(counts[:, b], mask=rejected) for b in range(drift.PIXEL_BINS))]
+            *(pa.array(np.full(n, totals[b], np.int64), mask=carrier) for b in range(drift.PIXEL_BINS))]
 
 
 def _predict(model, pixels: np.ndarray):
