@@ -135,44 +135,33 @@ def main() -> None:
             for side in sides:
                 side()
         ratios = [p / m for p, m in zip(pipeline, memory)]
-        if args.monitoring:
-            print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-                  f"Spark {spark.version} {spark.sparkContext.master}")
-            print(f"rows: {n:,}, {args.repeats} interleaved repeats")
-            print(f"batch inference, monitoring off: median {statistics.median(memory):9,.0f} rows/s "
-                  f"(min {min(memory):,.0f}, max {max(memory):,.0f})")
-            print(f"batch inference, monitoring on:  median {statistics.median(pipeline):9,.0f} rows/s "
-                  f"(min {min(pipeline):,.0f}, max {max(pipeline):,.0f})")
-            print(f"ratio on / off: median {statistics.median(ratios):.3f} (each run: "
-                  f"{', '.join(f'{r:.3f}' for r in ratios)}); monitoring costs "
-                  f"{(1 - statistics.median(ratios)) * 100:.1f}% of throughput (target <= 10%)")
-            source = f"synthetic: {args.synthetic:,} images (bench/synth.py)" if args.synthetic else args.input.name
-            path = write_results(args.results, {
-                "benchmark": "bench/infer_bench.py --monitoring", "rows": n, "input": f"{source}, {args.split} split",
-                "repeats": args.repeats, "spark_master": spark.sparkContext.master,
-                "baseline": "batch inference with monitor.enabled=false, same process, interleaved",
-                "baseline_rows_per_sec": memory, "monitored_rows_per_sec": pipeline, "ratios": ratios,
-                "median_ratio": statistics.median(ratios), "cost": 1 - statistics.median(ratios),
-            })
-            print(f"written to {path}")
-            return
+        if args.monitoring:  # (label, figure) of each side, then the JSON's names
+            sides = ("batch inference, monitoring off:", "batch inference, monitoring on: ", "on / off")
+            names = ("baseline_rows_per_sec", "monitored_rows_per_sec")
+            extra = {"benchmark": "bench/infer_bench.py --monitoring", "cost": 1 - statistics.median(ratios),
+                     "baseline": "batch inference with monitor.enabled=false, same process, interleaved"}
+        else:
+            sides = ("model.predict, rows in memory, batch 1024:      ",
+                     "Spark batch inference (read, score, write, summary):", "pipeline / in-memory")
+            names = ("baseline_rows_per_sec", "pipeline_rows_per_sec")
+            extra = {"benchmark": "bench/infer_bench.py",
+                     "baseline": "model.predict on the same rows in memory, batch 1024, same process"}
+        source = f"synthetic: {args.synthetic:,} images (bench/synth.py)" if args.synthetic else args.input.name
         print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
               f"Spark {spark.version} {spark.sparkContext.master}")
-        print(f"rows: {n:,} ({'synthetic' if args.synthetic else args.input.name} {args.split} split), "
-              f"{args.repeats} interleaved repeats")
-        print(f"model.predict, rows in memory, batch 1024:       median {statistics.median(memory):9,.0f} rows/s "
-              f"(min {min(memory):,.0f}, max {max(memory):,.0f})")
-        print(f"Spark batch inference (read, score, write, summary): median {statistics.median(pipeline):9,.0f} "
-              f"rows/s (min {min(pipeline):,.0f}, max {max(pipeline):,.0f})")
-        print(f"ratio pipeline / in-memory: median {statistics.median(ratios):.2f} "
-              f"(each run: {', '.join(f'{r:.2f}' for r in ratios)})")
-        source = f"synthetic: {args.synthetic:,} images (bench/synth.py)" if args.synthetic else args.input.name
+        print(f"rows: {n:,} ({source}, {args.split} split), {args.repeats} interleaved repeats")
+        for label, figures in zip(sides, (memory, pipeline)):
+            print(f"{label} median {statistics.median(figures):9,.0f} rows/s "
+                  f"(min {min(figures):,.0f}, max {max(figures):,.0f})")
+        line = (f"ratio {sides[2]}: median {statistics.median(ratios):.3f} "
+                f"(each run: {', '.join(f'{r:.3f}' for r in ratios)})")
+        if args.monitoring:
+            line += f"; monitoring costs {extra['cost'] * 100:.1f}% of throughput (target <= 10%)"
+        print(line)
         path = write_results(args.results, {
-            "benchmark": "bench/infer_bench.py", "rows": n, "input": f"{source}, {args.split} split",
-            "repeats": args.repeats, "spark_master": spark.sparkContext.master,
-            "baseline": "model.predict on the same rows in memory, batch 1024, same process",
-            "baseline_rows_per_sec": memory, "pipeline_rows_per_sec": pipeline, "ratios": ratios,
-            "median_ratio": statistics.median(ratios),
+            "rows": n, "input": f"{source}, {args.split} split", "repeats": args.repeats,
+            "spark_master": spark.sparkContext.master, names[0]: memory, names[1]: pipeline, "ratios": ratios,
+            "median_ratio": statistics.median(ratios), **extra,
         })
         print(f"written to {path}")
     finally:
