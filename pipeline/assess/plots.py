@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -85,14 +86,21 @@ def close(fig) -> None:
     plt.close(fig)
 
 
+_PLAIN = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+
+
 def drift_figure(reference: dict, batch: dict, figures: dict):
     """A batch against its model version's reference: predicted-class shares, confidence histogram and
     pixel-intensity histogram side by side, each titled with its PSI."""
+    from matplotlib.figure import Figure
+
     from pipeline.assess import drift
 
-    # fixed margins: tight_layout would render the figure once more only to measure it (a third of the
-    # monitoring's cost per inference run)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    # A Figure of its own, not pyplot's: it is drawn in a background thread while the outputs are written
+    # (pyplot's figure registry is not thread-safe), and nothing needs closing. Fixed margins: tight_layout
+    # would render it once more only to measure it.
+    fig = Figure(figsize=(15, 4.4))
+    axes = fig.subplots(1, 3)
     fig.subplots_adjust(left=0.05, right=0.99, bottom=0.22, top=0.84, wspace=0.22)
     panels = [("classes", "class_psi", "predicted class", [str(c) for c in range(drift.CLASSES)]),
               ("confidence", "confidence_psi", "top-class probability",
@@ -106,7 +114,9 @@ def drift_figure(reference: dict, batch: dict, figures: dict):
         ax.bar(x - 0.2, ref / max(ref.sum(), 1), width=0.4, label="reference (test split)", color="0.6")
         ax.bar(x + 0.2, mine / max(mine.sum(), 1), width=0.4, label="this batch", color="C0")
         if key != "classes":
-            ax.set_yscale("log")
+            ax.set_yscale("log")  # shares of 1e-4 beside 0.8: plain numbers as labels (no mathtext to lay out)
+            ax.yaxis.set_major_formatter(_PLAIN)
+            ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())  # decades only: ticks are costly to draw
         ax.set_xticks(x)
         ax.set_xticklabels(ticks, rotation=60 if key != "classes" else 0, fontsize=7)
         ax.set_xlabel(label)
@@ -114,7 +124,7 @@ def drift_figure(reference: dict, batch: dict, figures: dict):
         value = figures.get(figure)
         ax.set_title(f"{label}: PSI {value:.3f}" if value is not None else label)
         ax.grid(alpha=0.3, axis="y")
-    axes[0].legend(fontsize=8, loc="lower center", framealpha=0.9)
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="upper right", framealpha=0.9)
     largest = max(("class_psi", "confidence_psi", "pixel_psi", "entropy_psi"), key=lambda k: figures.get(k) or 0)
     fig.suptitle(f"batch vs reference: {figures.get('verdict', '?')}"
                  + (f" (largest PSI: {largest} {figures[largest]:.3f})" if figures.get(largest) is not None else ""))

@@ -24,6 +24,7 @@ from pipeline.io import storage
 from pipeline.io.dataset import split_path
 from pipeline.io.fs import HadoopFS, display_path, qualify
 from pipeline.io.publish import swap_into_place
+from pipeline.io.spark import run_together
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,9 @@ def batch_infer(spark: SparkSession, cfg: PipelineConfig) -> dict | None:
     log_staging = f"{log_dir}/_staging-{key}"  # Spark's readers skip folders starting with _
     rows_done = sc.accumulator(0)
     model_name = ship_model(spark, model_uri, version)
-    # One pass over the input: every row is scored or rejected here (with its monitoring bins), then
-    # both outputs, the inference log and the summary's counts and profile come from the cached result.
+    # One pass over the input: the aggregation that counts the summary (and sums the batch's profile)
+    # scores or rejects every row, with its monitoring bins, into the cache; then the outputs and the
+    # inference log are written from it together, while the monitoring plot is drawn from the counts.
     scored = source.rows.mapInArrow(scorer(model_name, rows_done, with_stats=watch), scored_schema(watch)) \
         .persist(StorageLevel.MEMORY_AND_DISK)
     predictions = scored.where(F.col("reject_reason").isNull()).select(
@@ -129,17 +131,20 @@ def batch_infer(spark: SparkSession, cfg: PipelineConfig) -> dict | None:
     staging = f"{out}.__staging-{int(time.time() * 1000)}"
     try:
         with SparkProgress(sc, "infer", cfg.spark.progress_interval_s, lambda: rows_done.value):
-            _write(predictions, f"{staging}/predictions", fmt)
-            _write(rejects, f"{staging}/rejects", fmt)
-            if watch:
-                monitor.inference_log(predictions, shown_input).write.parquet(log_staging)
             keys, aggs = monitor.count_columns(watch)
             counts = scored.groupBy(*keys).agg(*aggs).collect()
+            writes = [lambda: _write(predictions, f"{staging}/predictions", fmt),
+                      lambda: _write(rejects, f"{staging}/rejects", fmt)]
+            if watch:
+                batch = monitor.profile_from_counts(counts)
+                judged = monitor.judge(cfg, reference, batch)
+                plot = monitor.render_plot(reference, batch, judged)
+                writes.append(lambda: monitor.inference_log(predictions, shown_input).write.parquet(log_staging))
+            run_together(*writes)
         summary = _summary(cfg, counts, source.inputs, model_uri, version, out, fmt, scored_at,
                            time.monotonic() - start)
         if watch:
-            batch = monitor.profile_from_counts(counts)
-            summary["monitoring"] = {"monitor_run": key, **monitor.judge(cfg, reference, batch)}
+            summary["monitoring"] = {"monitor_run": key, **judged}
         storage.write_text(storage.join(staging, "summary.json"), json.dumps(summary, indent=2))
         swap_into_place(fs, staging, out)
         staging = None
@@ -154,7 +159,7 @@ def batch_infer(spark: SparkSession, cfg: PipelineConfig) -> dict | None:
     log.info("batch inference: %d rows scored, %d rejects, %.0f rows/s -> %s", summary["rows_scored"],
              summary["rejects"], summary["rows_per_sec"], out)
     if watch:
-        summary["monitoring"] = _record(cfg, summary, reference, batch, key, scored_at)
+        summary["monitoring"] = _record(cfg, summary, reference, batch, key, scored_at, plot)
     return summary
 
 
@@ -173,8 +178,10 @@ def _input_shown(cfg: PipelineConfig) -> str:
     return display_path(qualify(input_path(cfg)))
 
 
-def _record(cfg: PipelineConfig, summary: dict, reference: dict | None, batch: dict, key: str, scored_at) -> dict:
-    """The run's row in the monitoring history and its MLflow run, after its predictions are in place.
+def _record(cfg: PipelineConfig, summary: dict, reference: dict | None, batch: dict, key: str, scored_at,
+            plot=None) -> dict:
+    """The run's row in the monitoring history and its MLflow run, after its predictions are in place
+    (``plot``: ``monitor.render_plot``'s future).
 
     Raises:
         PipelineError: the history or MLflow could not be written; the message says the predictions
@@ -190,8 +197,8 @@ def _record(cfg: PipelineConfig, summary: dict, reference: dict | None, batch: d
            "psi_drift": cfg.monitor.psi_drift, "profile": json.dumps(batch, separators=(",", ":")),
            **{k: v for k, v in judged.items() if k != "monitor_run"}}
     try:
-        index = len(monitor.read_runs(cfg)) + 1
-        row["mlflow_run_id"] = monitor.log_mlflow_run(cfg, row, reference, batch, index, summary["input"])
+        index = monitor.count_runs(cfg) + 1
+        row["mlflow_run_id"] = monitor.log_mlflow_run(cfg, row, reference, batch, index, summary["input"], plot)
         monitor.write_run(cfg, row)
     except Exception as exc:
         raise PipelineError(

@@ -37,6 +37,7 @@ from pipeline.errors import InputError
 from pipeline.infer.inputs import INVALID_IDX, PREPARED_SCHEMA, idx_rows, image_rows, input_path, parquet_rows
 from pipeline.io import storage
 from pipeline.io.fs import HadoopFS, display_path, qualify
+from pipeline.io.spark import run_together
 
 log = logging.getLogger(__name__)
 
@@ -137,22 +138,27 @@ def score_new_files(spark: SparkSession, cfg: PipelineConfig) -> dict:
             rejects = scored.where(F.col("reject_reason").isNotNull()).select(
                 "id", "reject_reason", "note", F.lit(str(version.version)).alias("model_version"),
                 F.lit(scored_at).cast("timestamp").alias("scored_at"))
-            _write_whole(fs, predictions, f"{out}/predictions", f"batch_id={batch_id}")
-            _write_whole(fs, rejects, f"{out}/rejects", f"batch_id={batch_id}")
-            if watch:
-                _write_whole(fs, monitor.inference_log(predictions, display_path(source)),
-                             f"{monitor.monitor_root(cfg)}/inference_log", f"monitor_run={key}")
+            # the aggregation scores every row into the cache; the outputs are written from it together
+            # (as in batch inference), while the monitoring plot is drawn from the counts
             keys, aggs = monitor.count_columns(watch)
             counts = scored.groupBy(*keys).agg(*aggs).collect()
+            writes = [lambda: _write_whole(fs, predictions, f"{out}/predictions", f"batch_id={batch_id}"),
+                      lambda: _write_whole(fs, rejects, f"{out}/rejects", f"batch_id={batch_id}")]
+            if watch:
+                profile = monitor.profile_from_counts(counts)
+                judged = monitor.judge(cfg, reference, profile)
+                plot = monitor.render_plot(reference, profile, judged)
+                writes.append(lambda: _write_whole(fs, monitor.inference_log(predictions, display_path(source)),
+                                                   f"{monitor.monitor_root(cfg)}/inference_log", f"monitor_run={key}"))
+            run_together(*writes)
         finally:
             scored.unpersist()
         summary = _summary(cfg, counts, None, model_uri, version, out, "parquet", scored_at,
                            time.monotonic() - began)
         summary["batch_id"] = batch_id
         if watch:
-            profile = monitor.profile_from_counts(counts)
-            summary["monitoring"] = {"monitor_run": key, **monitor.judge(cfg, reference, profile)}
-            summary["monitoring"] = _record(cfg, summary, reference, profile, key, scored_at)
+            summary["monitoring"] = {"monitor_run": key, **judged}
+            summary["monitoring"] = _record(cfg, summary, reference, profile, key, scored_at, plot)
         storage.write_text(marker, json.dumps(summary, indent=2))
         done.append(summary)
         log.info("incremental: micro-batch %d: %d rows scored, %d rejects, %.0f rows/s", batch_id,

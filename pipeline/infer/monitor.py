@@ -157,23 +157,35 @@ def read_runs(cfg: PipelineConfig) -> list[dict]:
         PipelineError: a run file that cannot be read (names it); a history that is there is never
             taken as empty.
     """
-    import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
     folder = storage.join(monitor_root(cfg), "runs")
-    fs, path = storage.resolve(folder)
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
-        return []
+    fs, files = _run_files(folder)
     rows = []
-    for info in fs.get_file_info(pafs.FileSelector(path)):
-        if not info.base_name.endswith(".parquet") or info.base_name.startswith(("_", ".")):
-            continue
+    for info in files:
         try:
             rows.extend(pq.read_table(info.path, filesystem=fs).to_pylist())
         except Exception as exc:
             raise PipelineError(f"monitoring history {storage.join(folder, info.base_name)} cannot be read "
                                 f"({type(exc).__name__}: {exc}); move it away to go on without it") from exc
     return sorted(rows, key=lambda r: (r["timestamp"], r["monitor_run"]))
+
+
+def count_runs(cfg: PipelineConfig) -> int:
+    """How many runs the history holds (its files listed, none read: a run's index costs the same after a
+    year of runs)."""
+    return len(_run_files(storage.join(monitor_root(cfg), "runs"))[1])
+
+
+def _run_files(folder: str):
+    """(filesystem, the history's run files), none when there is no history yet."""
+    import pyarrow.fs as pafs
+
+    fs, path = storage.resolve(folder)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return fs, []
+    return fs, [info for info in fs.get_file_info(pafs.FileSelector(path))
+                if info.base_name.endswith(".parquet") and not info.base_name.startswith(("_", "."))]
 
 
 def write_run(cfg: PipelineConfig, row: dict) -> str:
@@ -204,15 +216,39 @@ _RUN_SCHEMA = _run_schema()
 
 # MLflow.
 
-def log_mlflow_run(cfg: PipelineConfig, row: dict, reference: dict | None, batch: dict, index: int,
-                   input_path: str) -> str:
-    """The run's MLflow run in the monitoring experiment; returns its id."""
-    import dataclasses
+def render_plot(reference: dict | None, batch: dict, judged: dict):
+    """The batch-against-reference plot (``plots.drift_figure``) as PNG bytes, drawn in a background thread:
+    it needs only the counts, so it is drawn while the outputs are written. A future of the bytes; None
+    when there is nothing to plot (no reference, or no row scored)."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    import matplotlib.pyplot as plt
+    if reference is None or not batch["rows"]:
+        return None
+
+    def draw() -> bytes:
+        from pipeline.assess import plots
+
+        buffer = io.BytesIO()
+        plots.drift_figure(reference, batch, judged).savefig(buffer, format="png")
+        return buffer.getvalue()
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="monitor-plot")
+    try:
+        return pool.submit(draw)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one task; nobody waits for it but the caller
+
+
+def log_mlflow_run(cfg: PipelineConfig, row: dict, reference: dict | None, batch: dict, index: int,
+                   input_path: str, plot=None) -> str:
+    """The run's MLflow run in the monitoring experiment; returns its id. ``plot``: ``render_plot``'s
+    future, or None to draw the plot here."""
+    import dataclasses
+    import os
+    import tempfile
+
     import mlflow
 
-    from pipeline.assess import plots
     from pipeline.io.tracking import log_dataset, setup_experiment
 
     experiment_id = setup_experiment(dataclasses.replace(cfg.mlflow, experiment=experiment_name(cfg)))
@@ -228,9 +264,13 @@ def log_mlflow_run(cfg: PipelineConfig, row: dict, reference: dict | None, batch
         log_dataset(input_path, name=f"inference:{row['source'].rstrip('/').rsplit('/', 1)[-1]}",
                     digest=row["monitor_run"], rows=row["rows"] + row["rejects"], context="inference")
         mlflow.log_dict({"reference": reference, "batch": batch, "figures": row}, "monitoring/profiles.json")
-        if reference is not None and batch["rows"]:
-            mlflow.log_figure(plots.drift_figure(reference, batch, row), "plots/batch_vs_reference.png")
-            plt.close("all")
+        plot = plot if plot is not None else render_plot(reference, batch, row)
+        if plot is not None:
+            with tempfile.TemporaryDirectory() as folder:
+                path = os.path.join(folder, "batch_vs_reference.png")
+                with open(path, "wb") as f:
+                    f.write(plot.result())
+                mlflow.log_artifact(path, "plots")
         return run.info.run_id
 
 

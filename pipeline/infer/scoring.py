@@ -150,6 +150,7 @@ def _stats_columns(probs: np.ndarray, rows: np.ndarray, pixels: np.ndarray, reje
         ink[rows] = drift.ink(pixels)
         totals = drift.pixel_totals(pixels)
         carrier[rows[0]] = False
+    rejected = rejected if rejected.any() else None
     return [pa.array(conf, mask=rejected), pa.array(ent, mask=rejected), pa.array(ink, mask=rejected),
             *(pa.array(np.full(n, totals[b], np.int64), mask=carrier) for b in range(drift.PIXEL_BINS))]
 

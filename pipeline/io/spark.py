@@ -43,3 +43,23 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def run_together(*calls) -> None:
+    """Runs each call (a Spark action, e.g. a write) in its own thread, so their jobs share the executors
+    and their setup and commit overlap; returns when every call has ended, raising the first failure.
+
+    For actions that read one cached result: jobs started together over an uncomputed plan would each
+    compute it. Each thread inherits the caller's Spark local properties (job group, description).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pyspark.util import inheritable_thread_target
+
+    if len(calls) == 1:
+        calls[0]()
+        return
+    with ThreadPoolExecutor(len(calls), thread_name_prefix="spark-together") as pool:
+        futures = [pool.submit(inheritable_thread_target(call)) for call in calls]
+    for future in futures:
+        future.result()

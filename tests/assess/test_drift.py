@@ -39,6 +39,12 @@ def test_pixel_totals_and_ink_match_a_loop(rng):
     expected = [int(np.sum((pixels >= 16 * b) & (pixels < 16 * (b + 1)))) for b in range(16)]
     assert drift.pixel_totals(pixels).tolist() == expected
     assert drift.ink(pixels) == pytest.approx(pixels.reshape(7, -1).mean(axis=1) / 255)
+    # pixels are counted two at a time where their number is even: an odd number, and a strided view
+    odd = pixels[:3, :3, :3]
+    assert drift.pixel_totals(odd).tolist() == np.bincount(odd.ravel(), minlength=256).reshape(16, 16).sum(1).tolist()
+    strided = pixels[:, ::2]
+    assert drift.pixel_totals(strided).tolist() == \
+        np.bincount(strided.ravel(), minlength=256).reshape(16, 16).sum(1).tolist()
 
 
 def test_profile_counts_every_row_once(rng):
