@@ -1,6 +1,8 @@
 """Batch-inference throughput: the pipeline's Spark batch inference (read Parquet, score in one pass,
 write predictions, rejects and a summary) against ``model.predict`` on the same rows already in memory,
-in one run, interleaved and repeated (median and spread), with the same total threads.
+in one run, interleaved and repeated (median and spread), with the same total threads. Each side's
+CPU seconds (driver, JVM and Python workers together) are reported beside its wall-clock throughput:
+on a shared VM the wall clock also carries the neighbours' CPU steal, which the CPU seconds do not.
 
     .venv/bin/python bench/infer_bench.py [--input /usr/share/datasets/fashion-mnist] [--split train] [--repeats 3]
     .venv/bin/python bench/infer_bench.py --synthetic 1000000 --repeats 2 --results infer_1m
@@ -44,6 +46,22 @@ import numpy as np  # noqa: E402
 
 from pipeline.config import ModelConfig, PipelineConfig  # noqa: E402
 from pipeline.io.tracking import model_location  # noqa: E402
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds so far of this process and every process under it (the JVM, Spark's
+    Python workers)."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for process in (me, *me.children(recursive=True)):
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:  # ended between the listing and the reading: its time is gone with it
+            continue
+        total += times.user + times.system
+    return total
 
 
 def main() -> None:
@@ -109,9 +127,10 @@ def main() -> None:
         batch_infer(spark, cfg)  # warm-up on the small split: model shipped to executors, Python workers started
         cfg.infer.split = args.split
         memory, pipeline = [], []
+        cpu: dict[str, list[float]] = {"baseline": [], "measured": []}
 
         def baseline() -> None:
-            start = time.perf_counter()
+            start, used = time.perf_counter(), cpu_seconds()
             if args.monitoring:
                 cfg.monitor.enabled = False
                 assert batch_infer(spark, cfg)["rows_scored"] == n
@@ -119,11 +138,13 @@ def main() -> None:
             else:
                 model.predict(images, batch_size=1024, verbose=0)
             memory.append(n / (time.perf_counter() - start))
+            cpu["baseline"].append(cpu_seconds() - used)
 
         def measured() -> None:
-            start = time.perf_counter()
+            start, used = time.perf_counter(), cpu_seconds()
             summary = batch_infer(spark, cfg)
             pipeline.append(n / (time.perf_counter() - start))
+            cpu["measured"].append(cpu_seconds() - used)
             assert summary["rows_scored"] == n
             if args.monitoring:
                 assert summary["monitoring"]["class_psi"] is not None
@@ -158,6 +179,15 @@ def main() -> None:
         if args.monitoring:
             line += f"; monitoring costs {extra['cost'] * 100:.1f}% of throughput (target <= 10%)"
         print(line)
+        # CPU seconds of the whole work (driver, JVM, Python workers) per run: what a run costs a machine
+        # that is busy only with it; wall time on a shared VM also carries the neighbours' steal
+        cpu_ratios = [b / m for b, m in zip(cpu["baseline"], cpu["measured"])]
+        print(f"CPU seconds per run (driver, JVM, Python workers): baseline median "
+              f"{statistics.median(cpu['baseline']):.1f}, measured median {statistics.median(cpu['measured']):.1f}; "
+              f"rows per CPU second, ratio {sides[2]}: median {statistics.median(cpu_ratios):.3f} "
+              f"(each run: {', '.join(f'{r:.3f}' for r in cpu_ratios)})")
+        extra.update(baseline_cpu_seconds=cpu["baseline"], measured_cpu_seconds=cpu["measured"],
+                     cpu_ratios=cpu_ratios, median_cpu_ratio=statistics.median(cpu_ratios))
         path = write_results(args.results, {
             "rows": n, "input": f"{source}, {args.split} split", "repeats": args.repeats,
             "spark_master": spark.sparkContext.master, names[0]: memory, names[1]: pipeline, "ratios": ratios,
