@@ -6,7 +6,7 @@ on a shared VM the wall clock also carries the neighbours' CPU steal, which the 
 
     .venv/bin/python bench/infer_bench.py [--input /usr/share/datasets/fashion-mnist] [--split train] [--repeats 3]
     .venv/bin/python bench/infer_bench.py --synthetic 1000000 --repeats 2 --results infer_1m
-    .venv/bin/python bench/infer_bench.py --monitoring --repeats 3 --results monitor
+    .venv/bin/python bench/infer_bench.py --monitoring --repeats 15 --results monitor
     .venv/bin/python bench/infer_bench.py --monitoring --synthetic 1000000 --repeats 2 --results monitor_1m
 
 Prints the figures and writes them to bench/results/infer.json (or ``--results``). ``--synthetic N``
