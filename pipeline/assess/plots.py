@@ -86,6 +86,15 @@ def close(fig) -> None:
     plt.close(fig)
 
 
+def png(fig) -> bytes:
+    """The figure as PNG bytes (at its own dpi)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
 _PLAIN = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
 
 

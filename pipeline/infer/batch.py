@@ -179,7 +179,7 @@ def _input_shown(cfg: PipelineConfig) -> str:
 
 
 def _record(cfg: PipelineConfig, summary: dict, reference: dict | None, batch: dict, key: str, scored_at,
-            plot=None) -> dict:
+            plot) -> dict:
     """The run's row in the monitoring history and its MLflow run, after its predictions are in place
     (``plot``: ``monitor.render_plot``'s future).
 

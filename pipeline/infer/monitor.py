@@ -228,9 +228,7 @@ def render_plot(reference: dict | None, batch: dict, judged: dict):
     def draw() -> bytes:
         from pipeline.assess import plots
 
-        buffer = io.BytesIO()
-        plots.drift_figure(reference, batch, judged).savefig(buffer, format="png")
-        return buffer.getvalue()
+        return plots.png(plots.drift_figure(reference, batch, judged))
 
     pool = ThreadPoolExecutor(1, thread_name_prefix="monitor-plot")
     try:
@@ -240,9 +238,9 @@ def render_plot(reference: dict | None, batch: dict, judged: dict):
 
 
 def log_mlflow_run(cfg: PipelineConfig, row: dict, reference: dict | None, batch: dict, index: int,
-                   input_path: str, plot=None) -> str:
+                   input_path: str, plot) -> str:
     """The run's MLflow run in the monitoring experiment; returns its id. ``plot``: ``render_plot``'s
-    future, or None to draw the plot here."""
+    future for this batch (None: nothing to plot)."""
     import dataclasses
     import os
     import tempfile
@@ -264,7 +262,6 @@ def log_mlflow_run(cfg: PipelineConfig, row: dict, reference: dict | None, batch
         log_dataset(input_path, name=f"inference:{row['source'].rstrip('/').rsplit('/', 1)[-1]}",
                     digest=row["monitor_run"], rows=row["rows"] + row["rejects"], context="inference")
         mlflow.log_dict({"reference": reference, "batch": batch, "figures": row}, "monitoring/profiles.json")
-        plot = plot if plot is not None else render_plot(reference, batch, row)
         if plot is not None:
             with tempfile.TemporaryDirectory() as folder:
                 path = os.path.join(folder, "batch_vs_reference.png")
@@ -308,11 +305,10 @@ def monitor(spark, cfg: PipelineConfig) -> dict:
         from pipeline.assess import plots
 
         fig = plots.drift_over_time(runs, cfg.monitor.psi_moderate, cfg.monitor.psi_drift)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100)
+        image = plots.png(fig)
         plt.close("all")
         plot = storage.join(monitor_root(cfg), "drift_over_time.png")
-        storage.write_bytes(plot, buffer.getvalue())
+        storage.write_bytes(plot, image)
     return {"runs": runs[-cfg.monitor.last:], "total": len(runs), "plot": plot, "root": monitor_root(cfg)}
 
 
