@@ -12,14 +12,29 @@ them (the driver at registration, Spark executors at inference):
 
 Every histogram is compared with the population stability index, PSI = sum((a - e) * ln(a / e)) over
 the bins, a and e the batch's and the reference's shares (each share floored at ``EPSILON`` so an
-empty bin stays finite). One measure on one scale for all four: the common PSI convention (< 0.1
-stable, 0.1-0.25 moderate, > 0.25 drift) then reads every figure, and it is the symmetric
-Kullback-Leibler divergence of the two binned distributions, so it grows with both a bin that empties
-and a bin that fills. The verdict is decided by the largest of them.
+empty bin stays finite). One measure on one scale for all four, the symmetric Kullback-Leibler
+divergence of the two binned distributions, so it grows with both a bin that empties and a bin that
+fills. PSI is the reported size of a change.
+
+Whether a change is real is a separate question, and the answer depends on the batch's size: two
+samples of one distribution differ by chance, and their PSI is then about (bins - 1) x (1/n + 1/m),
+n and m the two samples' rows. To second order PSI is sum((a - e)^2 / p), and nm/(n+m) times that is
+the two-sample chi-square statistic of homogeneity, chi-square distributed with bins - 1 degrees of
+freedom when nothing changed and every bin is well filled. A model's confidence and entropy histograms
+are not: nearly every row sits in one bin. So a figure counts as a change only above its *noise
+bound*, the (1 - level / 4) quantile of the PSI between two samples of n and m rows drawn from the
+reference's own shares (simulated: ``noise_bound``), where ``level`` is the false-alarm level of a
+whole run (``monitor.false_alarm``) and 4 the figures judged at once (Bonferroni). The pixel
+histogram counts pixels, but pixels of one image move together: its n and m are images, not pixels,
+which can only overstate its noise. A figure is ``moderate`` above max(psi_moderate, bound) and
+``drift`` above max(psi_drift, bound): at a few hundred rows the bound decides, at thousands the
+common PSI convention (0.1, 0.25) does. ``bench/drift_bench.py`` measures the false alarms and the
+detection this gives at 100 to 2,000 rows.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -36,6 +51,8 @@ EPSILON = 1e-4
 HISTOGRAMS = ("classes", "confidence", "entropy", "pixels")
 FIGURES = ("class_psi", "confidence_psi", "entropy_psi", "pixel_psi")
 VERDICTS = ("stable", "moderate", "drift")
+HISTOGRAM_BINS = {"classes": CLASSES, "confidence": CONFIDENCE_BINS, "entropy": ENTROPY_BINS, "pixels": PIXEL_BINS}
+FALSE_ALARM = 0.01  # the default false-alarm level of a run (monitor.false_alarm)
 
 
 def confidence_bins(top: np.ndarray) -> np.ndarray:
@@ -124,25 +141,81 @@ def psi(expected, actual, epsilon: float = EPSILON) -> float:
     return float(((a - e) * np.log(a / e)).sum())
 
 
-def compare(reference: dict, batch: dict, moderate: float = 0.1, drift: float = 0.25) -> dict:
+NOISE_DRAWS = 20_000  # simulated pairs of samples per noise bound
+
+
+def noise_bound(reference_counts, rows: int, reference_rows: int, level: float = FALSE_ALARM,
+                figures: int = len(FIGURES)) -> float:
+    """The PSI that sampling alone exceeds with probability ``level / figures`` between a batch of ``rows``
+    and a reference of ``reference_rows``, both drawn from the reference's own shares (module docstring).
+
+    Simulated, not taken from the chi-square approximation: a model's confidence and entropy histograms
+    put almost every row in one bin and a few in the others, where the approximation understates the
+    tail several times over (``bench/drift_bench.py``). The shares are the reference's counts plus one
+    half per bin (Jeffreys), so a bin the reference never filled can still be hit by chance. Seeded by
+    its inputs: the same batch size against the same reference always gets the same bound.
+    """
+    counts = tuple(int(c) for c in reference_counts)
+    if rows <= 0 or reference_rows <= 0:
+        return math.inf
+    return _simulated_bound(counts, int(rows), int(reference_rows), float(level) / figures)
+
+
+@functools.lru_cache(maxsize=4096)
+def _simulated_bound(counts: tuple[int, ...], rows: int, reference_rows: int, tail: float) -> float:
+    shares = (np.asarray(counts, np.float64) + 0.5) / (sum(counts) + 0.5 * len(counts))
+    rng = np.random.default_rng([rows, reference_rows, *counts])
+    a = rng.multinomial(rows, shares, size=NOISE_DRAWS) / rows
+    e = rng.multinomial(reference_rows, shares, size=NOISE_DRAWS) / reference_rows
+    a, e = np.maximum(a, EPSILON), np.maximum(e, EPSILON)
+    values = ((a - e) * np.log(a / e)).sum(axis=1)
+    return float(np.quantile(values, 1.0 - tail))
+
+
+def bounds(reference: dict, rows: int, level: float = FALSE_ALARM) -> dict[str, float]:
+    """Each figure's noise bound for a batch of ``rows`` against ``reference`` (a profile).
+
+    The pixel histogram counts pixels, but the pixels of one image move together: its samples are
+    images (``rows``, ``reference["rows"]``), which can only overstate its noise."""
+    return {name: noise_bound(reference[hist], rows, reference["rows"], level)
+            for name, hist in zip(FIGURES, HISTOGRAMS)}
+
+
+def compare(reference: dict, batch: dict, moderate: float = 0.1, drift: float = 0.25,
+            level: float = FALSE_ALARM) -> dict:
     """The drift figures of ``batch`` against ``reference``, and the verdict with the figure that decided it.
 
-    ``{"class_psi", "confidence_psi", "entropy_psi", "pixel_psi", "mean_confidence", "reference_mean_confidence",
-    "mean_ink", "reference_mean_ink", "accuracy", "reference_accuracy", "verdict", "decided_by", "decisive"}``;
-    verdict ``stable`` below ``moderate``, ``drift`` above ``drift``, else ``moderate``.
+    ``{"class_psi", "confidence_psi", "entropy_psi", "pixel_psi", "class_bound", ..., "mean_confidence",
+    "reference_mean_confidence", "mean_ink", "reference_mean_ink", "accuracy", "reference_accuracy",
+    "verdict", "decided_by", "decisive", "threshold"}``: a figure is moderate above max(``moderate``, its
+    noise bound at ``level``), drift above max(``drift``, its bound); the verdict is the worst figure's,
+    ``decided_by`` the figure furthest past its moderate threshold (the largest PSI where none is), and
+    ``threshold`` that figure's moderate threshold.
     """
     if not batch["rows"]:
         raise ValueError("the batch has no scored rows to compare")
     figures = {name: psi(reference[hist], batch[hist]) for name, hist in zip(FIGURES, HISTOGRAMS)}
-    decided_by = max(FIGURES, key=lambda name: figures[name])
-    worst = figures[decided_by]
-    verdict = "drift" if worst > drift else "moderate" if worst >= moderate else "stable"
+    noise = bounds(reference, batch["rows"], level)
+
+    def grade(name: str) -> int:
+        value = figures[name]
+        return 2 if value > max(drift, noise[name]) else 1 if value >= max(moderate, noise[name]) else 0
+
+    grades = {name: grade(name) for name in FIGURES}
+    worst = max(grades.values())
+    decided_by = max(FIGURES, key=lambda name: (grades[name], figures[name] / max(moderate, noise[name])))
     mine, theirs = summary(batch), summary(reference)
-    return {**figures,
+    return {**figures, **{bound_name(name): noise[name] for name in FIGURES},
             "mean_confidence": mine["mean_confidence"], "reference_mean_confidence": theirs["mean_confidence"],
             "mean_ink": mine["mean_ink"], "reference_mean_ink": theirs["mean_ink"],
             "accuracy": mine["accuracy"], "reference_accuracy": theirs["accuracy"],
-            "verdict": verdict, "decided_by": decided_by, "decisive": worst}
+            "verdict": VERDICTS[worst], "decided_by": decided_by, "decisive": figures[decided_by],
+            "threshold": max(moderate, noise[decided_by])}
+
+
+def bound_name(figure: str) -> str:
+    """``class_psi`` -> ``class_bound``: the name of a figure's noise bound in a run's figures."""
+    return figure.replace("_psi", "_bound")
 
 
 def check_profile(p: dict, what: str) -> dict:
