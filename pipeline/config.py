@@ -32,6 +32,10 @@ MNIST_SHA256 = {
 # The allowed values of every enumerated key, in one place: validation, the code that dispatches on
 # them and the tests all read these.
 INGEST_FORMATS = ("idx", "libsvm", "csv", "download")
+# ingest.extra: labelled data that arrived after the base sources (each entry: format, path, and for
+# parquet the columns); parquet and images are how labelled inference inputs come back
+EXTRA_FORMATS = ("parquet", "images", "idx", "libsvm", "csv")
+EXTRA_KEYS = {"format", "path", "image_column", "label_column"}
 CSV_HEADER_MODES = ("auto", "true", "false")
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid")
 LOSSES = ("sparse_categorical_crossentropy",)
@@ -50,6 +54,9 @@ TRAIN_BACKENDS = ("auto", "horovod", "tf_distribute")
 PIXEL_SCALES = ("0-255", "0-1")
 RETRAIN_WHEN = ("always", "drift")
 INFER_MODES = ("batch", "incremental")
+# The fewest scored rows a run may be judged at (monitor.min_rows): bench/drift_bench.py's named shifts are
+# all detected at 100 rows, not at 50.
+MIN_JUDGED_ROWS = 100
 # Keys that were removed, and the key that does their job now (named in the unknown-key error).
 RENAMED_KEYS = {"infer.alias": "promote.champion_alias"}
 
@@ -87,7 +94,8 @@ BOUNDS = {
     "lr_find.smoothing": "[0, 1)", "lr_find.diverge_factor": "(1, inf)",
     "infer.max_files_per_trigger": "[1, inf)",
     "monitor.psi_moderate": "(0, inf)", "monitor.psi_drift": "(0, inf)", "monitor.last": "[1, inf)",
-    "monitor.min_rows": "[1, inf)",
+    "monitor.min_rows": "[1, inf)", "monitor.false_alarm": "(0, 0.2]", "monitor.max_reject_share": "[0, 1)",
+    "retrain.lock_wait_s": "[0, inf)",
     "retrain.drift_runs": "[1, inf)", "retrain.window_runs": "[1, inf)",
 }
 
@@ -124,6 +132,9 @@ class IngestConfig:
     max_shards: int = 8
     rows_per_row_group: int = 4096
     records_per_task: int = 16384  # an uncompressed IDX file of more images is parsed by several tasks
+    # Labelled data that arrived later, added to the train input (validated, de-duplicated against the
+    # rest and against the test split): [{format: parquet|images|idx|libsvm|csv, path: ...}, ...]
+    extra: list[dict[str, str]] = field(default_factory=list)
     download: DownloadConfig = field(default_factory=DownloadConfig)
 
 
@@ -262,9 +273,13 @@ class MonitorConfig:
     # psi_drift drift, else moderate (the common PSI convention).
     psi_moderate: float = 0.1
     psi_drift: float = 0.25
-    # Fewer scored rows than this: the figures are kept but not judged (verdict too_few_rows): sampling
-    # noise alone gives a PSI of about (bins - 1) / rows, 0.045 for 10 bins at 200 rows.
+    # The false-alarm level of a run: a figure counts as a change only above its noise bound, the PSI
+    # two samples of one distribution exceed by chance with probability false_alarm / 4 (assess/drift.py).
+    false_alarm: float = 0.01
+    # Fewer scored rows than this: the figures are kept but not judged (verdict too_few_rows).
     min_rows: int = 200
+    # A run rejecting more than this share of its inputs gets the verdict rejects, whatever its figures.
+    max_reject_share: float = 0.05
     last: int = 20  # mnist-pipeline monitor: how many runs to show
 
 
@@ -276,6 +291,8 @@ class RetrainConfig:
     when: str = "always"
     drift_runs: int = 2
     window_runs: int = 5
+    # One retrain of a data.root at a time: a second waits this long for the first, then skips (exit 0).
+    lock_wait_s: float = 60.0
 
 
 def _default_search_space() -> dict[str, dict]:
@@ -445,6 +462,13 @@ def _validate_core(cfg: PipelineConfig) -> None:
     if cfg.monitor.psi_moderate > cfg.monitor.psi_drift:
         raise ConfigError(f"{_source_of(cfg, 'monitor.psi_moderate')}monitor.psi_moderate {cfg.monitor.psi_moderate:g} "
                           f"is above monitor.psi_drift {cfg.monitor.psi_drift:g}; expected moderate <= drift")
+    if cfg.monitor.min_rows < MIN_JUDGED_ROWS:
+        raise ConfigError(
+            f"{_source_of(cfg, 'monitor.min_rows')}monitor.min_rows is {cfg.monitor.min_rows}; expected "
+            f"{MIN_JUDGED_ROWS} or more: below that the noise bounds grow past what a drifted batch reaches (at 50 "
+            "rows, half a batch of another image source was seen in 65% of runs, every pixel dimmed to 60% in 6%; "
+            "at 100 rows and more, every named shift in every run: bench/drift_bench.py)")
+    _validate_extra(cfg)
     if cfg.retrain.drift_runs > cfg.retrain.window_runs:
         raise ConfigError(f"{_source_of(cfg, 'retrain.drift_runs')}retrain.drift_runs {cfg.retrain.drift_runs} is "
                           f"above retrain.window_runs {cfg.retrain.window_runs}; expected k of the last n runs, k <= n")
@@ -453,6 +477,21 @@ def _validate_core(cfg: PipelineConfig) -> None:
         raise ConfigError(f"{_source_of(cfg, 'optimizer.min_learning_rate')}optimizer.min_learning_rate "
                           f"{opt.min_learning_rate:g} is above optimizer.learning_rate {opt.learning_rate:g}; "
                           f"the {opt.schedule} schedule decays from the rate down to this floor")
+
+
+def _validate_extra(cfg: PipelineConfig) -> None:
+    for i, entry in enumerate(cfg.ingest.extra):
+        where = f"{_source_of(cfg, 'ingest.extra')}ingest.extra[{i}]"
+        unknown = set(entry) - EXTRA_KEYS
+        if unknown:
+            raise ConfigError(f"{where} has unknown keys {', '.join(sorted(unknown))}; expected "
+                              f"{', '.join(sorted(EXTRA_KEYS))}")
+        if entry.get("format") not in EXTRA_FORMATS:
+            raise ConfigError(f"{where}.format is {entry.get('format')!r}; expected one of {', '.join(EXTRA_FORMATS)}")
+        if not entry.get("path"):
+            raise ConfigError(f"{where} has no path; expected a file, folder or glob of labelled data")
+        if entry["format"] != "parquet" and ({"image_column", "label_column"} & set(entry)):
+            raise ConfigError(f"{where}: image_column and label_column are for format parquet, not {entry['format']}")
 
 
 def _validate_tune(cfg: PipelineConfig) -> None:

@@ -85,7 +85,7 @@ def format_inference(summary: dict | None, cfg: PipelineConfig | None = None) ->
 
 def format_pipeline(report, cfg: PipelineConfig) -> str:
     if report.skipped:
-        return f"retrain: skipped (retrain.when=drift): {report.skipped}"
+        return f"retrain: skipped {report.skipped}"
     parts = [format_manifest(report.manifest, cfg.data.root), format_training(report.training, cfg),
              format_decision(report.decision, cfg)]
     if report.trigger:

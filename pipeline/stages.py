@@ -18,6 +18,9 @@ class Stage:
     run: Callable  # (spark, cfg) -> result
     report: Callable  # (result, cfg) -> str
     needs_spark: bool = True
+    # (cfg) -> (result, kwargs): asked before Spark starts; a result ends the stage there (it is reported),
+    # else run gets kwargs. Cheap decisions (retrain.when=drift) cost no JVM and no model download.
+    gate: Callable | None = None
 
 
 def _ingest(spark, cfg):
@@ -45,21 +48,32 @@ def _infer(spark, cfg):
 
 
 def _monitor(spark, cfg):
-    from pipeline.infer.monitor import monitor
+    from pipeline.monitor.report import monitor
 
     return monitor(spark, cfg)
 
 
 def _format_monitor(result, cfg):
-    from pipeline.infer.monitor import format_monitor
+    from pipeline.monitor.report import format_monitor
 
     return format_monitor(result, cfg)
 
 
-def _retrain(spark, cfg):
+def _retrain(spark, cfg, decision=None):
     from pipeline.retrain import run_pipeline
 
-    return run_pipeline(spark, cfg)
+    return run_pipeline(spark, cfg, decision=decision)
+
+
+def _retrain_gate(cfg):
+    if cfg.retrain.when != "drift":
+        return None, {}
+    from pipeline.retrain import PipelineReport, decide
+
+    decision = decide(cfg)
+    if not decision.go:
+        return PipelineReport(None, None, None, None, skipped=f"(retrain.when=drift): {decision.why}"), {}
+    return None, {"decision": decision}
 
 
 def _tune(spark, cfg):
@@ -99,7 +113,7 @@ STAGES: dict[str, Stage] = {
     "monitor": Stage("the last monitored inference runs (drift against each version's reference) and the "
                      "drift-over-time plot", _monitor, _format_monitor, needs_spark=False),
     "retrain": Stage("the whole pipeline: ingest, train, evaluate/promote, infer; exit 0 promoted or kept", _retrain,
-                     lambda r, cfg: _reports().format_pipeline(r, cfg)),
+                     lambda r, cfg: _reports().format_pipeline(r, cfg), gate=_retrain_gate),
     "tune": Stage("hyperparameter search (Optuna) over the distributed training; nested MLflow runs, best YAML",
                   _tune, lambda r, cfg: _reports().format_tune(r, cfg)),
     "lr-find": Stage("learning-rate range test on the training ranks; plots loss vs rate, suggests a rate",
@@ -127,9 +141,15 @@ def run_stage(name: str, cfg: PipelineConfig, spark=None) -> str:
     stage = STAGES.get(name)
     if stage is None:
         raise PipelineError(f"unknown stage {name!r}; expected one of {', '.join([*STAGES, *ALIASES])}")
+    kwargs = {}
+    if stage.gate is not None:
+        versions.check(None)  # the package ranges (cheap); the training backend's check imports TensorFlow
+        result, kwargs = stage.gate(cfg)
+        if result is not None:
+            return stage.report(result, cfg)
     versions.check(_backend(name, cfg))
     if spark is None and stage.needs_spark:
         from pipeline.io.spark import get_spark
 
         spark = get_spark(cfg.spark)
-    return stage.report(stage.run(spark, cfg), cfg)
+    return stage.report(stage.run(spark, cfg, **kwargs), cfg)

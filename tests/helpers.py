@@ -139,3 +139,28 @@ def when_epoch_done(checkpoint_root: Path, epoch: int, action, timeout_s: float 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     return thread, done
+
+
+def register_champion(mlflow_cfg, weights, dataset_root) -> dict:
+    """Registers the default CNN with ``weights`` as version 1 of 'mnist-cnn' holding @champion, the way
+    training registers (``log_and_register`` with the reference of its test-split predictions); returns
+    the reference."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from pipeline.assess import drift
+    from pipeline.assess.report import predict_test_split
+    from pipeline.config import ModelConfig
+    from pipeline.io.tracking import setup_experiment
+    from pipeline.train.model import build_model
+    from pipeline.train.registration import log_and_register
+
+    experiment = setup_experiment(mlflow_cfg)
+    model = build_model(ModelConfig())
+    model.set_weights(weights)
+    images, labels, probs = predict_test_split(model, str(dataset_root))
+    reference = drift.profile(images, probs, labels)
+    with mlflow.start_run(experiment_id=experiment) as run:
+        version = log_and_register(model, images, mlflow_cfg, run.info.run_id, reference["correct"] / 2000, reference)
+    MlflowClient().set_registered_model_alias("mnist-cnn", "champion", version)
+    return reference

@@ -88,7 +88,7 @@ def test_spark_submit_jobs_on_a_standalone_cluster(cluster, wheel, tmp_path):
     shown = submit("monitor.py").stdout
     assert "last 1 of 1" in shown and shown.splitlines()[2].endswith("  stable")
     skipped = submit("retrain.py", "retrain.when=drift").stdout
-    assert "retrain: skipped (retrain.when=drift): 0 of the last 1 monitored runs of champion version 1" in skipped
+    assert "retrain: skipped (retrain.when=drift): 0 of the last 1 judged runs of champion version 1" in skipped
     assert len(client.search_model_versions("name='mnist-cnn'")) == 2
 
 

@@ -176,3 +176,15 @@ def test_a_decay_floor_above_the_rate_is_refused():
     with pytest.raises(ConfigError, match=r"optimizer\.min_learning_rate 0\.01 is above optimizer\.learning_rate "
                                           r"0\.002; the cosine schedule decays"):
         load_config(overrides=["optimizer.min_learning_rate=0.01"])
+
+
+def test_a_monitor_min_rows_too_small_to_judge_is_refused_with_what_it_would_miss():
+    with pytest.raises(ConfigError, match=r"monitor.min_rows is 50; expected 100 or more: .* 65% of runs"):
+        load_config(None, ["monitor.min_rows=50"])
+    assert load_config(None, ["monitor.min_rows=100"]).monitor.min_rows == 100
+    with pytest.raises(ConfigError, match=r"ingest.extra\[0\].format is 'tfrecord'; expected one of parquet, images"):
+        load_config(None, ["ingest.extra=[{format: tfrecord, path: /x}]"])
+    with pytest.raises(ConfigError, match=r"ingest.extra\[0\] has unknown keys colour"):
+        load_config(None, ["ingest.extra=[{format: images, path: /x, colour: red}]"])
+    with pytest.raises(ConfigError, match=r"image_column and label_column are for format parquet, not images"):
+        load_config(None, ["ingest.extra=[{format: images, path: /x, label_column: y}]"])

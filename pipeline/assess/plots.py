@@ -130,19 +130,24 @@ def drift_figure(reference: dict, batch: dict, figures: dict):
         ax.set_xticklabels(ticks, rotation=60 if key != "classes" else 0, fontsize=7)
         ax.set_xlabel(label)
         ax.set_ylabel("share of rows" if key != "pixels" else "share of pixels")
-        value = figures.get(figure)
-        ax.set_title(f"{label}: PSI {value:.3f}" if value is not None else label)
+        value, bound = figures.get(figure), figures.get(drift.bound_name(figure))
+        title = f"{label}: PSI {value:.3f}" if value is not None else label
+        ax.set_title(title + (f" (noise bound {bound:.3f})" if bound is not None else ""), fontsize=10)
         ax.grid(alpha=0.3, axis="y")
     fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="upper right", framealpha=0.9)
-    largest = max(("class_psi", "confidence_psi", "pixel_psi", "entropy_psi"), key=lambda k: figures.get(k) or 0)
-    fig.suptitle(f"batch vs reference: {figures.get('verdict', '?')}"
-                 + (f" (largest PSI: {largest} {figures[largest]:.3f})" if figures.get(largest) is not None else ""))
+    decided = figures.get("decided_by")
+    said = (f" ({decided} {figures['decisive']:.3f} against {figures['threshold']:.3f})"
+            if figures.get("threshold") is not None and decided in drift.FIGURES else f" ({decided})" if decided else "")
+    share = figures.get("reject_share")
+    fig.suptitle(f"batch vs reference: {figures.get('verdict', '?')}{said}"
+                 + (f"; {share:.1%} of inputs rejected" if share else ""))
     return fig
 
 
 def drift_over_time(runs: list[dict], moderate: float, drift_threshold: float):
-    """The drift figures of each monitored run over time, with the verdict bands, and the mean top-class
-    probability (the label-free accuracy proxy) and accuracy where labels were known."""
+    """The drift figures of each monitored run over time, with the verdict bands and each run's own
+    threshold (its noise bound where that is above ``moderate``), and the mean top-class probability
+    (the label-free accuracy proxy), accuracy where labels were known and the reject share."""
     from pipeline.assess import drift
 
     x = np.arange(1, len(runs) + 1)
@@ -150,6 +155,8 @@ def drift_over_time(runs: list[dict], moderate: float, drift_threshold: float):
     for name in drift.FIGURES:
         values = [r[name] if r[name] is not None else np.nan for r in runs]
         top.plot(x, values, "o-", label=name)
+    thresholds = [r["threshold"] if r.get("threshold") is not None else np.nan for r in runs]
+    top.plot(x, thresholds, "_", color="k", ms=14, mew=2, label="each run's threshold (noise bound at its size)")
     top.axhspan(moderate, drift_threshold, color="orange", alpha=0.12, label="moderate")
     top.axhline(drift_threshold, color="red", ls="--", lw=1, label=f"drift above {drift_threshold:g}")
     top.set_ylabel("PSI against the version's reference")
@@ -161,6 +168,8 @@ def drift_over_time(runs: list[dict], moderate: float, drift_threshold: float):
     bottom.plot(x, [r["mean_confidence"] if r["mean_confidence"] is not None else np.nan for r in runs], "o-",
                 label="mean top-class probability")
     bottom.plot(x, [r["accuracy"] if r["accuracy"] is not None else np.nan for r in runs], "s-", label="accuracy")
+    bottom.plot(x, [r["reject_share"] if r.get("reject_share") is not None else np.nan for r in runs], "x--",
+                color="C3", label="share of inputs rejected")
     bottom.set_ylim(0, 1.02)
     bottom.set_xlabel("monitored run")
     bottom.grid(alpha=0.3)

@@ -8,6 +8,7 @@ step leaves the registry with the champion it had.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 
@@ -151,6 +152,9 @@ def evaluate_and_promote(cfg: PipelineConfig, version: str | None = None) -> Dec
         "promotion.champion_accuracy": f"{champion_scores.accuracy:.4f}" if champion_scores else "none",
         "promotion.champion_version": champion_version or "none",
     }
+    if promote and champion_version != version:
+        # when it became champion: retrain.when=drift counts only the champion's runs after this
+        tags["promotion.at"] = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
         if candidate.run_id:

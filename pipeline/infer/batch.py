@@ -76,10 +76,12 @@ def _write(df: DataFrame, path: str, fmt: str) -> None:
         df.write.parquet(path)
 
 
-def batch_infer(spark: SparkSession, cfg: PipelineConfig) -> dict | None:
+def batch_infer(spark: SparkSession, cfg: PipelineConfig, purpose: str = "score") -> dict | None:
     """Scores ``infer.input`` and writes predictions, rejects and a summary; returns the summary.
 
     None, with nothing written, when ``infer.skip_without_champion`` is set and no version holds the alias.
+    ``purpose``: ``score`` (new data), or ``retrain`` for a retrain's check of its own test split, which
+    the monitoring history keeps but ``retrain.when=drift`` does not count.
     """
     if cfg.infer.skip_without_champion and not cfg.infer.model_version and not _alias_exists(cfg):
         log.warning("no version of %s holds @%s yet, so there is nothing to score with; inference skipped",
@@ -93,22 +95,23 @@ def batch_infer(spark: SparkSession, cfg: PipelineConfig) -> dict | None:
 
     from pyspark import StorageLevel
 
-    from pipeline.infer import monitor
+    from pipeline.infer import measure
     from pipeline.infer.scoring import scored_schema, scorer
     from pipeline.io.progress import SparkProgress
+    from pipeline.monitor import history, record
 
     start = time.monotonic()
     source = load_input(spark, cfg)  # input problems first: they are the user's to fix, in seconds
     model_uri, version = resolve_model(cfg)
     watch = cfg.monitor.enabled
-    reference = monitor.reference_of(model_uri) if watch else None
+    reference = record.reference_of(model_uri) if watch else None
     out = qualify(cfg.infer.output).rstrip("/")
     fs = HadoopFS(spark)
     sc = spark.sparkContext
     scored_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    key = monitor.new_key(scored_at)
+    key = history.new_key(scored_at)
     shown_input = _input_shown(cfg)
-    log_dir = f"{monitor.monitor_root(cfg)}/inference_log"
+    log_dir = f"{history.monitor_root(cfg)}/inference_log"
     log_staging = f"{log_dir}/_staging-{key}"  # Spark's readers skip folders starting with _
     rows_done = sc.accumulator(0)
     model_name = ship_model(spark, model_uri, version)
@@ -131,16 +134,17 @@ def batch_infer(spark: SparkSession, cfg: PipelineConfig) -> dict | None:
     staging = f"{out}.__staging-{int(time.time() * 1000)}"
     try:
         with SparkProgress(sc, "infer", cfg.spark.progress_interval_s, lambda: rows_done.value):
-            keys, aggs = monitor.count_columns(watch)
+            keys, aggs = measure.count_columns(watch)
             counts = scored.groupBy(*keys).agg(*aggs).collect()
             writes = [lambda: _write(predictions, f"{staging}/predictions", fmt),
                       lambda: _write(rejects, f"{staging}/rejects", fmt)]
             if watch:
-                batch = monitor.profile_from_counts(counts)
-                judged = monitor.judge(cfg, reference, batch)
-                plot = monitor.render_plot(reference, batch, judged)
-                writes.append(lambda: monitor.inference_log(predictions, shown_input).write.parquet(log_staging))
+                batch = measure.profile_from_counts(counts)
+                verdict, plot = record.judge_and_draw(cfg, reference, batch, measure.rejects_of(counts))
+                writes.append(lambda: measure.inference_log(predictions, shown_input).write.parquet(log_staging))
             run_together(*writes)
+            if watch:
+                judged = verdict.result()
         summary = _summary(cfg, counts, source.inputs, model_uri, version, out, fmt, scored_at,
                            time.monotonic() - start)
         if watch:
@@ -159,7 +163,7 @@ def batch_infer(spark: SparkSession, cfg: PipelineConfig) -> dict | None:
     log.info("batch inference: %d rows scored, %d rejects, %.0f rows/s -> %s", summary["rows_scored"],
              summary["rejects"], summary["rows_per_sec"], out)
     if watch:
-        summary["monitoring"] = _record(cfg, summary, reference, batch, key, scored_at, plot)
+        summary["monitoring"] = record.record(cfg, summary, reference, batch, key, scored_at, plot, purpose)
     return summary
 
 
@@ -176,39 +180,6 @@ def _input_shown(cfg: PipelineConfig) -> str:
     if cfg.infer.input_format == "dataset":
         return display_path(split_path(input_path(cfg), cfg.infer.split))
     return display_path(qualify(input_path(cfg)))
-
-
-def _record(cfg: PipelineConfig, summary: dict, reference: dict | None, batch: dict, key: str, scored_at,
-            plot) -> dict:
-    """The run's row in the monitoring history and its MLflow run, after its predictions are in place
-    (``plot``: ``monitor.render_plot``'s future).
-
-    Raises:
-        PipelineError: the history or MLflow could not be written; the message says the predictions
-            and the inference log are in place, so nothing scored is lost.
-    """
-    from pipeline.infer import monitor
-
-    judged = summary["monitoring"]
-    row = {"monitor_run": key, "timestamp": scored_at, "model_name": cfg.mlflow.registered_model,
-           "model_version": summary["model_version"], "source": summary["input"],
-           "input_format": cfg.infer.input_format, "rows": summary["rows_scored"], "rejects": summary["rejects"],
-           "labelled_rows": summary["labelled_rows"], "psi_moderate": cfg.monitor.psi_moderate,
-           "psi_drift": cfg.monitor.psi_drift, "profile": json.dumps(batch, separators=(",", ":")),
-           **{k: v for k, v in judged.items() if k != "monitor_run"}}
-    try:
-        index = monitor.count_runs(cfg) + 1
-        row["mlflow_run_id"] = monitor.log_mlflow_run(cfg, row, reference, batch, index, summary["input"], plot)
-        monitor.write_run(cfg, row)
-    except Exception as exc:
-        raise PipelineError(
-            f"the predictions are in {summary['output']} and the inference log under {monitor.monitor_root(cfg)}, "
-            f"but monitoring run {key} could not be recorded ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
-            "it is not in the drift history") from exc
-    line = monitor.describe(row)
-    log.info("monitoring: %s", line)  # the report shows it too
-    return {**judged, "monitor_run": key, "mlflow_run_id": row["mlflow_run_id"], "index": index,
-            "description": line}
 
 
 # Model archives shipped to this application's executors, by application and model version: a version's

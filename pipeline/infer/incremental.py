@@ -87,9 +87,10 @@ def score_new_files(spark: SparkSession, cfg: PipelineConfig) -> dict:
     """Scores the files that arrived since the last run and returns the run's summary."""
     from pyspark import StorageLevel
 
-    from pipeline.infer import monitor
-    from pipeline.infer.batch import _record, _summary, resolve_model, ship_model
+    from pipeline.infer import measure
+    from pipeline.infer.batch import _summary, resolve_model, ship_model
     from pipeline.infer.scoring import scored_schema, scorer
+    from pipeline.monitor import history, record
 
     start = time.monotonic()
     fs = HadoopFS(spark)
@@ -99,7 +100,7 @@ def score_new_files(spark: SparkSession, cfg: PipelineConfig) -> dict:
                          "arrive in (infer.mode=incremental)")
     model_uri, version = resolve_model(cfg)  # once: the whole run scores with this version
     watch = cfg.monitor.enabled
-    reference = monitor.reference_of(model_uri) if watch else None
+    reference = record.reference_of(model_uri) if watch else None
     out = qualify(cfg.infer.output).rstrip("/")
     _refuse_batch_output(out)
     stream_id = hashlib.sha256(out.encode()).hexdigest()[:8]
@@ -122,7 +123,7 @@ def score_new_files(spark: SparkSession, cfg: PipelineConfig) -> dict:
         suffix = f"s{stream_id}b{batch_id}"
         _forget_partial(fs, cfg, out, batch_id, suffix)
         scored_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        key = f"{monitor.new_key(scored_at).split('-')[0]}-{suffix}"
+        key = f"{history.time_prefix(scored_at)}-{suffix}"
         began = time.monotonic()
         rows = _prepared(spark, fs, cfg, batch, source)
         model_name = ship_model(spark, model_uri, version)  # once per application and version (a run with no new file: never)
@@ -140,17 +141,18 @@ def score_new_files(spark: SparkSession, cfg: PipelineConfig) -> dict:
                 F.lit(scored_at).cast("timestamp").alias("scored_at"))
             # the aggregation scores every row into the cache; the outputs are written from it together
             # (as in batch inference), while the monitoring plot is drawn from the counts
-            keys, aggs = monitor.count_columns(watch)
+            keys, aggs = measure.count_columns(watch)
             counts = scored.groupBy(*keys).agg(*aggs).collect()
             writes = [lambda: _write_whole(fs, predictions, f"{out}/predictions", f"batch_id={batch_id}"),
                       lambda: _write_whole(fs, rejects, f"{out}/rejects", f"batch_id={batch_id}")]
             if watch:
-                profile = monitor.profile_from_counts(counts)
-                judged = monitor.judge(cfg, reference, profile)
-                plot = monitor.render_plot(reference, profile, judged)
-                writes.append(lambda: _write_whole(fs, monitor.inference_log(predictions, display_path(source)),
-                                                   f"{monitor.monitor_root(cfg)}/inference_log", f"monitor_run={key}"))
+                profile = measure.profile_from_counts(counts)
+                verdict, plot = record.judge_and_draw(cfg, reference, profile, measure.rejects_of(counts))
+                writes.append(lambda: _write_whole(fs, measure.inference_log(predictions, display_path(source)),
+                                                   f"{history.monitor_root(cfg)}/inference_log", f"monitor_run={key}"))
             run_together(*writes)
+            if watch:
+                judged = verdict.result()
         finally:
             scored.unpersist()
         summary = _summary(cfg, counts, None, model_uri, version, out, "parquet", scored_at,
@@ -158,7 +160,7 @@ def score_new_files(spark: SparkSession, cfg: PipelineConfig) -> dict:
         summary["batch_id"] = batch_id
         if watch:
             summary["monitoring"] = {"monitor_run": key, **judged}
-            summary["monitoring"] = _record(cfg, summary, reference, profile, key, scored_at, plot)
+            summary["monitoring"] = record.record(cfg, summary, reference, profile, key, scored_at, plot)
         storage.write_text(marker, json.dumps(summary, indent=2))
         done.append(summary)
         log.info("incremental: micro-batch %d: %d rows scored, %d rejects, %.0f rows/s", batch_id,
@@ -202,10 +204,10 @@ def _write_whole(fs: HadoopFS, df: DataFrame, parent: str, name: str) -> None:
 
 def _forget_partial(fs: HadoopFS, cfg: PipelineConfig, out: str, batch_id: int, suffix: str) -> None:
     """Deletes what an earlier, killed attempt of this micro-batch left (it is scored again whole)."""
-    from pipeline.infer import monitor
+    from pipeline.monitor import history
 
     leftovers = [f"{out}/predictions/batch_id={batch_id}", f"{out}/rejects/batch_id={batch_id}"]
-    root = monitor.monitor_root(cfg)
+    root = history.monitor_root(cfg)
     leftovers += [f.path for f in fs.glob_files(f"{root}/inference_log/monitor_run=*-{suffix}")]
     leftovers += [f.path for f in fs.glob_files(f"{root}/runs/*-{suffix}.parquet")]
     for path in leftovers:

@@ -379,33 +379,62 @@ def build_manifest(cfg: PipelineConfig, plan: SplitPlan, row_groups: dict[str, i
                 "classes": {str(k): v for k, v in sorted(plan.classes[s].items())}}
             for s in SPLITS
         },
-        "inputs": inputs,
+        "inputs": inputs,  # every file read; a file of ingest.extra[i] has "extra": i
+        "extra": [dict(entry) for entry in icfg.extra],
         "seconds": round(seconds, 2),
     }
 
 
-def _parse(spark: SparkSession, cfg: PipelineConfig, fmt: str, units: list[dict], staged: str):
+# Task and source numbers of each group of inputs staged together (the base sources, then each
+# ingest.extra group) start at a multiple of this: staged file names and copy keys never collide, and
+# the base sources' copies of a repeated image come first.
+_GROUP_STRIDE = 1_000_000
+
+
+def _parse(spark: SparkSession, cfg: PipelineConfig, fmt: str, units: list[dict], staged: str,
+           extra_groups: list[tuple[int, str, list[dict]]] = (), extra_own: list[tuple[int, dict]] = ()):
     """Parses every unit on the executors into Parquet files under ``staged``; returns ``(inputs, rows)``:
-    the input files' rows for the manifest and the number of images parsed.
+    the input files' rows for the manifest and the number of images parsed. ``extra_groups``: the
+    ``ingest.extra`` entries in a base format, as ``(index, format, units)``; ``extra_own``: the ``parquet`` and
+    ``images`` entries, as ``(index, entry)`` (``pipeline.sources.labelled``).
 
     Raises:
         InputError: any bad file (all of them named at once), or a file that was not read.
     """
+    from functools import reduce
+
+    from pipeline.sources import labelled
+
     icfg, sc = cfg.ingest, spark.sparkContext
     rows_parsed = sc.accumulator(0)
     # Each parse task writes its images, with their ids, to a Parquet file of its own under the
     # staging folder; only the per-file rows (checksums, counts, errors) come back to the driver.
-    parsed = parse_inputs(spark, fmt, units, icfg.csv_header, rows_parsed, icfg.records_per_task, staged,
-                          seed=icfg.seed)
+    frames = [parse_inputs(spark, fmt, units, icfg.csv_header, rows_parsed, icfg.records_per_task, staged,
+                           seed=icfg.seed)]
+    extra_units = []
+    for g, (i, extra_fmt, group) in enumerate(extra_groups, 1):
+        frames.append(parse_inputs(spark, extra_fmt, group, icfg.csv_header, rows_parsed, icfg.records_per_task,
+                                   staged, seed=icfg.seed, first=g * _GROUP_STRIDE))
+        extra_units += [{**u, "extra": i} for u in group]
+    if extra_own:
+        first = (len(extra_groups) + 1) * _GROUP_STRIDE
+        tasks = labelled.plan_tasks(list(extra_own), first, first)
+        if tasks:
+            frames.append(labelled.parse_tasks(spark, tasks, staged, rows_parsed, icfg.seed))
+        extra_units += [{"path": f[0], "role": f"extra-{t['format']}", "extra": t["extra"]}
+                        for t in tasks for f in t["files"]]
+    parsed = reduce(lambda a, b: a.unionByName(b), frames)
     with SparkProgress(sc, "ingest parse", cfg.spark.progress_interval_s, lambda: rows_parsed.value) as prog:
         meta = parsed.drop("image").collect()
     errors = sorted({m.message for m in meta if m.kind == "error"})
     if errors:
         more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
         raise InputError("invalid input, nothing written:\n  " + "\n  ".join(errors[:10]) + more)
-    check_all_read(units, meta)
+    check_all_read(units + extra_units, meta)
+    extra_of = {u["path"]: u["extra"] for u in extra_units}
     inputs = sorted(
-        ({"path": m.source, "split": m.split, "sha256": m.sha256, "bytes": m.nbytes, "rows": m.nrows}
+        ({"path": m.source, "split": m.split, "sha256": m.sha256, "bytes": m.nbytes, "rows": m.nrows,
+          **({"extra": extra_of[m.source]} if m.source in extra_of else {})}
          for m in meta if m.kind == "file"),
         key=lambda d: d["path"],
     )
@@ -457,6 +486,16 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
         cache = download_mnist(icfg.download)
         fmt, train_spec, test_spec = "idx", f"{cache}/train-*-ubyte*", f"{cache}/t10k-*-ubyte*"
     units = plan_units(fs, fmt, "train", train_spec) + plan_units(fs, fmt, "test", test_spec)
+    extra_groups, extra_own = [], []
+    for i, entry in enumerate(icfg.extra):  # labelled data that arrived later: more train input
+        if entry["format"] in ("parquet", "images"):
+            extra_own.append((i, entry))
+        else:
+            extra_groups.append((i, entry["format"], plan_units(fs, entry["format"], "train", entry["path"],
+                                                                key=f"ingest.extra[{i}]")))
+    if len(icfg.extra) > 60:  # each group of inputs numbers its sources from its own multiple of _GROUP_STRIDE
+        raise InputError(f"ingest.extra has {len(icfg.extra)} entries; one ingest takes at most 60: name folders or "
+                         "globs that hold several files instead")
     sources = sum(u["role"] != "labels" for u in units)
     if sources >= 1 << _KEY_SRC_BITS:  # the copy key holds a source's number in _KEY_SRC_BITS bits
         raise InputError(f"ingest.train and ingest.test match {sources:,} image files; one ingest takes at most "
@@ -469,7 +508,7 @@ def ingest(spark: SparkSession, cfg: PipelineConfig) -> dict:
     staged, decided, all_rows = (storage.join(staging, name) for name in ("parsed", "decided", "rows"))
     saved_conf = None
     try:
-        inputs, total = _parse(spark, cfg, fmt, units, staged)
+        inputs, total = _parse(spark, cfg, fmt, units, staged, extra_groups, extra_own)
         # De-duplication, the val split and the file ranges are decided on narrow rows (id, split, label,
         # copy key: about 50 bytes), by tasks that each own an id range; the images are read once more,
         # by the write's tasks, by id range too: no shuffle carries them.

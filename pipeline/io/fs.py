@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from pyspark.sql import SparkSession
+if TYPE_CHECKING:  # the path helpers here serve code that starts no Spark (the retrain decision)
+    from pyspark.sql import SparkSession
 
 
 @dataclass(frozen=True)

@@ -65,8 +65,10 @@ class OutputLock:
     """The lock of one output; see the module's docstring for the protocol."""
 
     def __init__(self, fs: HadoopFS, root: str, timeout_s: float = LOCK_TIMEOUT_S, stale_s: float = LOCK_STALE_S,
-                 poll_s: float = 0.2):
-        if stale_s >= timeout_s:
+                 poll_s: float = 0.2, may_give_up_first: bool = False):
+        # may_give_up_first: a waiter that would rather skip its work than wait out a crashed holder
+        # (a scheduled retrain) may wait less than the stale age
+        if stale_s >= timeout_s and not may_give_up_first:
             raise ValueError(f"lock stale age {stale_s} s must be shorter than the wait timeout {timeout_s} s")
         self.fs, self.folder = fs, lock_folder(root)
         self.timeout_s, self.stale_s, self.poll_s = timeout_s, stale_s, poll_s
@@ -115,6 +117,14 @@ class OutputLock:
                 raise PipelineError(f"another writer has held {self.folder} for over {self.timeout_s:.0f} s; if "
                                     "none is running, delete that folder and run again")
             time.sleep(self.poll_s)
+
+    def holder(self) -> str | None:
+        """The current holder's token (``uuid:pid@host``), None when the lock is free or unreadable."""
+        generations = self._generations()
+        content = self._content(generations[-1]) if generations else None
+        if not content or content.startswith(RELEASED):
+            return None
+        return content.rsplit(" ", 1)[0]
 
     def _take(self, generation: int, older: list[int]) -> bool:
         self.fs.mkdirs(self.folder)

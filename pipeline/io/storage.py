@@ -201,3 +201,47 @@ class LocalStaging:
 
     def __exit__(self, *exc) -> None:
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def list_files(pattern: str) -> list[tuple[str, int]]:
+    """``(path, bytes)`` of every file that ``pattern`` names, sorted: a file, a folder (every file under it,
+    recursively) or a glob of files and folders (``*``, ``?``, ``[...]``). Names starting with ``_`` or ``.``
+    are skipped below a folder, as Spark's file sources skip them. Paths keep the pattern's scheme (local
+    ones are absolute), so every function here opens them. [] when nothing matches.
+
+    Raises:
+        StorageError: the file system cannot be opened; any other failure of the listing is raised as it is.
+    """
+    import fnmatch
+
+    from pipeline.io.fs import qualify
+
+    qualified = qualify(pattern)
+    scheme, _ = split_uri(qualified)
+    # resolve() gives S3 and GCS paths with their bucket, HDFS paths without their name node
+    prefix = ("" if scheme in LOCAL_SCHEMES else f"hdfs://{urlparse(qualified).netloc}" if scheme == "hdfs"
+              else f"{scheme}://")
+    fs, p = resolve(qualified)
+    p = p.rstrip("/") or "/"
+    if not any(c in p for c in "*?["):
+        info = fs.get_file_info(p)
+        if info.type == pafs.FileType.File:
+            return [(prefix + p, info.size)]
+        if info.type == pafs.FileType.NotFound:
+            return []
+        base, wanted = p, None
+    else:
+        head = p[:min(p.index(c) for c in "*?[" if c in p)]
+        base, wanted = head.rsplit("/", 1)[0] or "/", p
+        if fs.get_file_info(base).type == pafs.FileType.NotFound:
+            return []
+    found = []
+    for info in fs.get_file_info(pafs.FileSelector(base, recursive=True)):
+        if info.type != pafs.FileType.File:
+            continue
+        inside = info.path[len(base):].lstrip("/")
+        if any(part.startswith(("_", ".")) for part in inside.split("/")):
+            continue
+        if wanted is None or fnmatch.fnmatchcase(info.path, wanted) or fnmatch.fnmatchcase(info.path, wanted + "/*"):
+            found.append((prefix + info.path, info.size))
+    return sorted(found)

@@ -40,8 +40,8 @@ def check_tracking(cfg: MlflowConfig, timeout_s: float = 5.0) -> None:
             )
 
 
-def setup_experiment(cfg: MlflowConfig) -> str:
-    """Points MLflow at the configured store and returns the experiment id (created if missing)."""
+def set_tracking(cfg: MlflowConfig) -> None:
+    """Points MLflow at the configured tracking store and registry (nothing is created)."""
     import mlflow
 
     # MLflow's client retries with exponential back-off (minutes when a server is down); bound it.
@@ -51,6 +51,13 @@ def setup_experiment(cfg: MlflowConfig) -> str:
     mlflow.set_tracking_uri(cfg.tracking_uri)
     if cfg.registry_uri:
         mlflow.set_registry_uri(cfg.registry_uri)
+
+
+def setup_experiment(cfg: MlflowConfig) -> str:
+    """Points MLflow at the configured store and returns the experiment id (created if missing)."""
+    import mlflow
+
+    set_tracking(cfg)
     experiment = mlflow.get_experiment_by_name(cfg.experiment)
     if experiment is not None:
         if experiment.tags.get(EXPERIMENT_KIND_TAG) is None:

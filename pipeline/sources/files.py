@@ -507,7 +507,8 @@ def check_readable_by_tasks(units: list[dict]) -> None:
 
 
 def parse_inputs(spark: SparkSession, fmt: str, units: list[dict], csv_header: str, rows_parsed,
-                 records_per_task: int | None = None, staged_dir: str | None = None, seed: int = 0) -> DataFrame:
+                 records_per_task: int | None = None, staged_dir: str | None = None, seed: int = 0,
+                 first: int = 0) -> DataFrame:
     """Parses the planned files on the executors into rows of ``PARSED_SCHEMA``: one ``file`` row per
     input file (checksum, size, rows), one ``error`` row per problem, and one ``image`` row per image,
     or, with ``staged_dir``, no image rows: each task writes its images with their ids to a Parquet
@@ -517,10 +518,14 @@ def parse_inputs(spark: SparkSession, fmt: str, units: list[dict], csv_header: s
 
     IDX pairs are read through the storage layer by ``plan_idx_tasks``' tasks (record ranges of big
     uncompressed files when ``records_per_task`` is given); text files with Spark's binaryFile source.
+    ``first``: the first task and source number (several groups of inputs staged into one folder).
     """
     if fmt == "idx":
         check_readable_by_tasks(units)
         tasks = plan_idx_tasks(units, records_per_task, min(GZIP_MAX_PARTS, spark.sparkContext.defaultParallelism))
+        for t in tasks:
+            t["task"] += first
+            t["src"] += first
         columns = [name for name, _ in _ddl_fields(IDX_TASK_SCHEMA)]
         slot_of = assign_slots(tasks, spark.sparkContext.defaultParallelism)
         # Spark task i runs the parse tasks of slot i: a JVM range with one row per partition
@@ -540,7 +545,7 @@ def parse_inputs(spark: SparkSession, fmt: str, units: list[dict], csv_header: s
             frame = slots.withColumnRenamed("id", "slot").join(F.broadcast(rows), "slot").select(*columns)
         return frame.mapInArrow(_parse_idx_fn(staged_dir, rows_parsed, seed), PARSED_SCHEMA)
     paths = sorted({u["path"] for u in units})
-    number = {p: i for i, p in enumerate(paths)}
+    number = {p: first + i for i, p in enumerate(paths)}
     files = {u["path"]: (number[u["path"]], u["split"], u["role"]) for u in units}
     # a file removed after planning is skipped by the read rather than failing its task; the caller
     # finds it missing from the file rows (``check_all_read``) and names it

@@ -378,6 +378,13 @@ def _log_datasets(cfg: PipelineConfig, manifest: dict) -> None:
         log_dataset(split_path(root, split), name=f"{_dataset_name(cfg)}/{split}",
                     digest=hashlib.sha256(f"{digest}:{split}".encode()).hexdigest()[:16],
                     rows=manifest["splits"][split]["rows"], context=context, manifest_created_at=manifest["created_at"])
+    # labelled data that arrived later (ingest.extra): one input each, so the run page shows what was added
+    for i, entry in enumerate(manifest.get("extra", [])):
+        files = [f for f in manifest["inputs"] if f.get("extra") == i]
+        log_dataset(entry["path"], name=f"{_dataset_name(cfg)}/extra-{i}",
+                    digest=hashlib.sha256("".join(f["sha256"] for f in files).encode()).hexdigest()[:16],
+                    rows=sum(f["rows"] for f in files), context="training", format=entry["format"],
+                    files=str(len(files)))
 
 
 def _tracking_outage(exc: BaseException, cfg: PipelineConfig, run_dir: str) -> TrainingError:

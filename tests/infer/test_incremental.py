@@ -18,8 +18,8 @@ from PIL import Image
 
 from pipeline.config import PipelineConfig
 from pipeline.errors import InputError, PipelineError
-from pipeline.infer import monitor
 from pipeline.infer.batch import batch_infer
+from pipeline.monitor import history
 from tests.helpers import read_split
 
 
@@ -34,6 +34,9 @@ def _cfg(monitored, tmp_path: Path, fmt: str = "parquet") -> PipelineConfig:
     cfg.infer.max_files_per_trigger = 1
     cfg.monitor.path = str(tmp_path / "monitoring")
     cfg.monitor.min_rows = 100  # judge the 100-row micro-batches
+    # clean test digits: a run is called moderate or drift with probability monitor.false_alarm at most, so
+    # at 0.001 three micro-batches are all stable with probability >= 0.997 (bench/drift_bench.py measures it)
+    cfg.monitor.false_alarm = 0.001
     return cfg
 
 
@@ -59,12 +62,11 @@ def test_each_run_scores_only_new_files_exactly_once_and_picks_up_a_moved_champi
     cfg = _cfg(monitored, tmp_path)
     first = batch_infer(spark, cfg)
     assert (first["micro_batches"], first["batch_ids"], first["rows_scored"]) == (3, [0, 1, 2], 300)
-    # 100 rows a micro-batch: sampling noise alone is about (bins - 1) / 100 of PSI, so not always "stable"
-    assert first["model_version"] == "1" and len(first["verdicts"]) == 3 and "drift" not in first["verdicts"]
+    assert first["model_version"] == "1" and first["verdicts"] == ["stable"] * 3
     assert first["accuracy"] is not None
     rows, count = _scored(spark, tmp_path)
     assert count == len({r[0] for r in rows}) == 300 and {r[1] for r in rows} == {"1"}
-    assert len(monitor.read_runs(cfg)) == 3  # monitoring runs per micro-batch
+    assert len(history.read_runs(cfg)) == 3  # monitoring runs per micro-batch
 
     # a new version takes @champion between runs: the next run scores with it, the rows say which
     client = MlflowClient(monitored[0].tracking_uri)
@@ -96,7 +98,7 @@ def test_each_run_scores_only_new_files_exactly_once_and_picks_up_a_moved_champi
         assert again["batch_ids"] == [4] and again["rows_scored"] == 100
         rows, count = _scored(spark, tmp_path)
         assert count == len({r[0] for r in rows}) == 500
-        assert len(monitor.read_runs(cfg)) == 5  # the replayed micro-batch's earlier monitoring run was replaced
+        assert len(history.read_runs(cfg)) == 5  # the replayed micro-batch's earlier monitoring run was replaced
     finally:
         client.set_registered_model_alias("mnist-cnn", "champion", "1")
 
@@ -148,7 +150,7 @@ def test_a_killed_run_loses_no_file_and_scores_none_twice(monitored, sample_data
     assert {r["id"] for r in table} == {r[0] for r in test[:600]}
     folders = sorted(p.name for p in (tmp_path / "scored" / "predictions").iterdir() if not p.name.startswith("_"))
     assert folders == [f"batch_id={i}" for i in range(6)]
-    assert len(monitor.read_runs(cfg)) == 6
+    assert len(history.read_runs(cfg)) == 6
 
 
 def test_images_and_idx_folders_and_what_is_refused(spark, monitored, sample_dataset, small_arrays, tmp_path):
