@@ -8,8 +8,10 @@
 # MAGIC `data.root` (empty: the config file's value);
 # MAGIC `train.epochs` (empty: the config file's value);
 # MAGIC `retrain.when` (empty: the config file's value): always, or drift to retrain only when the champion's
-# MAGIC monitored inference runs drifted (`retrain.drift_runs` of the last `retrain.window_runs`);
+# MAGIC judged inference runs since its promotion and the last retrain drifted (`retrain.drift_runs` of the
+# MAGIC last `retrain.window_runs`) and labelled data it was not trained on is under `ingest.extra`;
 # MAGIC `overrides`, any other `section.key=value` pairs, space-separated.
+# MAGIC One retrain of a `data.root` runs at a time: a second waits `retrain.lock_wait_s`, then exits saying so.
 # MAGIC The logic lives in the `pipeline` package (installed from the bundle's wheel); this notebook only
 # MAGIC maps widgets onto the config and makes one call.
 

@@ -142,6 +142,7 @@ def psi(expected, actual, epsilon: float = EPSILON) -> float:
 
 
 NOISE_DRAWS = 20_000  # simulated pairs of samples per noise bound
+CHI2_MIN_EXPECTED = 40  # every bin expects this many rows on both sides: the chi-square quantile is used (within 2%)
 
 
 def noise_bound(reference_counts, rows: int, reference_rows: int, level: float = FALSE_ALARM,
@@ -149,16 +150,24 @@ def noise_bound(reference_counts, rows: int, reference_rows: int, level: float =
     """The PSI that sampling alone exceeds with probability ``level / figures`` between a batch of ``rows``
     and a reference of ``reference_rows``, both drawn from the reference's own shares (module docstring).
 
-    Simulated, not taken from the chi-square approximation: a model's confidence and entropy histograms
-    put almost every row in one bin and a few in the others, where the approximation understates the
-    tail several times over (``bench/drift_bench.py``). The shares are the reference's counts plus one
+    Where every bin expects at least ``CHI2_MIN_EXPECTED`` rows in both samples, the chi-square quantile
+    x (1/n + 1/m). Elsewhere simulated: a model's confidence and entropy histograms put almost every row
+    in one bin and a few in the others, where the approximation understates the tail several times over
+    (``bench/drift_bench.py``). The shares are the reference's counts plus one
     half per bin (Jeffreys), so a bin the reference never filled can still be hit by chance. Seeded by
     its inputs: the same batch size against the same reference always gets the same bound.
     """
     counts = tuple(int(c) for c in reference_counts)
     if rows <= 0 or reference_rows <= 0:
         return math.inf
-    return _simulated_bound(counts, int(rows), int(reference_rows), float(level) / figures)
+    tail = float(level) / figures
+    shares = (np.asarray(counts, np.float64) + 0.5) / (sum(counts) + 0.5 * len(counts))
+    if shares.min() * min(rows, reference_rows) >= CHI2_MIN_EXPECTED:
+        # every bin well filled on both sides: the chi-square quantile is exact enough, and costs nothing
+        from scipy.stats import chi2
+
+        return float(chi2.isf(tail, len(counts) - 1)) * (1.0 / rows + 1.0 / reference_rows)
+    return _simulated_bound(counts, int(rows), int(reference_rows), tail)
 
 
 @functools.lru_cache(maxsize=4096)

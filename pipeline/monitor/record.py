@@ -48,14 +48,18 @@ def reference_of(model_uri: str) -> dict | None:
 def judge_and_draw(cfg: PipelineConfig, reference: dict | None, batch: dict, rejects: int):
     """The run's verdict (``verdict.judge``) and then its batch-against-reference plot (``plots.drift_figure``,
     PNG bytes), in a background thread: they need only the counts, so they are worked out while the
-    outputs are written (the noise bounds are a simulation of a tenth of a second). ``(judged, plot)``:
-    futures; ``plot`` is None when there is nothing to plot (no reference, or no row scored)."""
+    outputs are written (a noise bound may be a simulation of a few hundredths of a second). ``(judged,
+    plot)``: futures; ``plot`` is None, or its result is, when there is nothing to plot (no reference, no
+    row scored, or a stable run: drawing it would cost more than the rest of the run's monitoring)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def draw() -> bytes:
+    def draw() -> bytes | None:
         from pipeline.assess import plots
 
-        return plots.png(plots.drift_figure(reference, batch, judged.result()))
+        figures = judged.result()
+        if figures["verdict"] == "stable":  # nothing to look at: the figures and profiles are logged all the same
+            return None
+        return plots.png(plots.drift_figure(reference, batch, figures))
 
     pool = ThreadPoolExecutor(1, thread_name_prefix="monitor-verdict")
     try:
@@ -92,7 +96,7 @@ def log_mlflow_run(cfg: PipelineConfig, row: dict, reference: dict | None, batch
         log_dataset(input_path, name=f"inference:{row['source'].rstrip('/').rsplit('/', 1)[-1]}",
                     digest=row["monitor_run"], rows=row["rows"] + row["rejects"], context="inference")
         mlflow.log_dict({"reference": reference, "batch": batch, "figures": row}, "monitoring/profiles.json")
-        if plot is not None:
+        if plot is not None and plot.result() is not None:
             with tempfile.TemporaryDirectory() as folder:
                 path = os.path.join(folder, "batch_vs_reference.png")
                 with open(path, "wb") as f:
