@@ -34,6 +34,7 @@ setup(
         "Pillow>=9",  # batch inference decodes PNG/JPEG folders (infer.input_format=images)
         "optuna>=4,<6",  # mnist-pipeline tune; not on Databricks ML runtimes, installs beside them
         "psutil>=5.9",  # each rank's CPU and memory per epoch, and MLflow's system metrics of the driver's run
+        "scipy>=1.9,<2",  # monitoring's noise bounds (the chi-square quantile); MLflow and every ML runtime have it
     ],
     extras_require={
         "horovod": [

@@ -91,6 +91,8 @@ def parse_tasks(spark: SparkSession, tasks: list[dict], staged_dir: str, rows_pa
 
 def _parse_fn(staged_dir: str, rows_parsed, seed: int):
     def run(batches):
+        import hashlib
+
         for batch in batches:
             for value in batch.column("task").to_pylist():
                 t = json.loads(value)
@@ -105,8 +107,6 @@ def _parse_fn(staged_dir: str, rows_parsed, seed: int):
                         yield _meta_batch([meta, {"kind": "error", "split": "train", "source": path,
                                                   "message": str(exc)}])
                         continue
-                    import hashlib
-
                     yield _meta_batch([{**meta, "sha256": hashlib.sha256(data).hexdigest(), "nbytes": len(data),
                                         "nrows": len(y)}])
                     # an image of a folder is row `first` of its task; a Parquet file's rows count from 0
@@ -128,6 +128,7 @@ def _bytes(path: str) -> bytes:
 def _read_parquet(data: bytes, path: str, _label, t: dict):
     """``(x (n, 784) uint8, y (n,) int)`` of a labelled Parquet file."""
     import io
+    import math
 
     import numpy as np
     import pyarrow as pa
@@ -166,8 +167,8 @@ def _read_parquet(data: bytes, path: str, _label, t: dict):
                          "values 0-255")
     y = np.full(n, -1, np.int64)
     for r, value in enumerate(labels.to_pylist()):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == int(value) \
-            and 0 <= value <= 9
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+            and value == int(value) and 0 <= value <= 9
         if not ok:
             raise InputError(f"{path}: row {r}: label {value!r}; expected an integer 0-9")
         y[r] = int(value)

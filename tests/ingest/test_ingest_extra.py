@@ -77,6 +77,7 @@ def test_labelled_data_in_every_form_joins_train_deduplicated_and_in_the_manifes
 
 @pytest.mark.parametrize("case, message", [
     ("label", r"bad\.parquet: row 1: label 12; expected an integer 0-9"),
+    ("nan", r"bad\.parquet: row 0: label nan; expected an integer 0-9"),
     ("short", r"bad\.parquet: row 0: image of 100 bytes; expected 784"),
     ("pixels", r"bad\.parquet: row 0: pixel values 0\.\.300 are not all integers 0-255"),
     ("column", r"bad\.parquet: no column 'label'"),
@@ -93,6 +94,9 @@ def test_bad_labelled_data_is_named_and_the_previous_dataset_stays(case, message
     fmt = "parquet"
     if case == "label":
         _parquet(extra / "bad.parquet", x[:3], [1, 12, 3])
+    elif case == "nan":
+        extra.mkdir()
+        pq.write_table(pa.table({"image": [bytes(784)], "label": [float("nan")]}), str(extra / "bad.parquet"))
     elif case == "short":
         extra.mkdir()
         pq.write_table(pa.table({"image": [b"\x00" * 100], "label": [1]}), str(extra / "bad.parquet"))
