@@ -79,8 +79,10 @@ def _run_locked(spark: SparkSession, cfg: PipelineConfig, infer: bool | None, de
         inference = None
         if cfg.retrain.infer if infer is None else infer:
             if promotion.promote or promotion.champion_version:
-                # the retrain's own check of its test split: kept in the history, never counted as new data
-                inference = batch_infer(spark, cfg, purpose=history.RETRAIN_CHECK)
+                # scoring the dataset it just trained on is the retrain's own check, kept in the history and
+                # never counted as new data; any other infer.input is new data like any scoring run's
+                own = cfg.infer.input_format == "dataset" and cfg.infer.input in (None, cfg.data.root)
+                inference = batch_infer(spark, cfg, purpose=history.RETRAIN_CHECK if own else history.SCORE)
             else:
                 log.warning("no version holds @%s yet, so there is nothing to score with; batch inference skipped",
                             cfg.promote.champion_alias)
