@@ -20,17 +20,21 @@ from pipeline.config import PipelineConfig
 from pipeline.errors import InputError
 from pipeline.io.dataset import count_row_groups, split_path
 from pipeline.io.fs import HadoopFS, qualify
+from pipeline.sources.pixels import (  # noqa: F401 (the reject reasons are inference's too)
+    NOT_FINITE,
+    NOT_INTEGER,
+    OUT_OF_RANGE,
+    OUT_OF_UNIT_RANGE,
+    WIDE_MODES,
+    pixel_problem,
+)
 
 PREPARED_SCHEMA = "id string, image binary, label int, note string, reject_reason string"
 PREPARED_COLUMNS = ["id", "image", "label", "note", "reject_reason"]
 
 MISSING_IMAGE = "image is missing (null)"
 WRONG_SIZE = "wrong image size; expected 784 pixels (28x28)"
-OUT_OF_RANGE = "pixel values out of range; expected 0-255"
-OUT_OF_UNIT_RANGE = "pixel values out of range; expected 0-1 (infer.pixel_scale=0-1)"
-NOT_FINITE = "pixel values not finite (NaN or infinity)"
 NOT_NUMBERS = "pixel values not numbers"
-NOT_INTEGER = "pixel values not integers; expected integers 0-255 (infer.pixel_scale=0-1 scales values in 0-1)"
 BAD_LABEL = "label is not an integer 0-9"
 EMPTY_FILE = "file is empty (0 bytes)"
 NOT_AN_IMAGE = "cannot decode image: not an image format Pillow reads"
@@ -46,30 +50,6 @@ def _no_note():
 class PreparedInput:
     rows: DataFrame
     inputs: int | None  # inputs seen, counted independently of the rows (None: count the rows)
-
-
-def pixel_problem(values, scale: str = "0-255") -> tuple[str, str] | None:
-    """``(reject_reason, note)`` when a float64 array of pixel values breaks the rule, else None.
-
-    With ``scale`` "0-255" every value must be a finite integer 0-255; with "0-1" a finite number in 0-1.
-    """
-    import numpy as np
-
-    finite = np.isfinite(values)
-    if not finite.all():
-        bad = values[~finite]
-        return NOT_FINITE, f"{bad.size} values such as {bad[0]:g}"
-    if not values.size:
-        return None
-    low, high = values.min(), values.max()
-    if scale == "0-1":
-        return (OUT_OF_UNIT_RANGE, f"values {low:g}..{high:g}") if low < 0 or high > 1 else None
-    if low < 0 or high > 255:
-        return OUT_OF_RANGE, f"values {low:g}..{high:g}"
-    fractional = values != np.floor(values)
-    if fractional.any():
-        return NOT_INTEGER, f"{int(fractional.sum())} values such as {values[fractional][0]:g}"
-    return None
 
 
 def pixel_bytes(values, scale: str = "0-255") -> tuple[bytes | None, str | None, str | None]:
@@ -117,11 +97,6 @@ def bytes_from_pixel_arrays(scale: str = "0-255"):
     return convert
 
 
-# Pillow modes whose pixels can hold values above 255 or fractions: their values must fit 0-255 as they
-# are (the rule for every pixel input), or the file is a reject.
-_WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
-
-
 def decode_image_files(batches):
     """Executor side: rows of ``path, content`` (PNG, JPEG, ...) -> prepared rows, grayscale 28x28."""
     import io
@@ -136,7 +111,7 @@ def decode_image_files(batches):
                 with Image.open(io.BytesIO(content)) as img:
                     img.load()
                     notes = []
-                    if img.mode in _WIDE_MODES:  # 16-bit or float pixels: convert("L") would clip them
+                    if img.mode in WIDE_MODES:  # 16-bit or float pixels: convert("L") would clip them
                         wide = np.asarray(img, dtype=np.float64)
                         problem = pixel_problem(wide)
                         if problem:

@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 
 from pipeline.errors import InputError
 from pipeline.sources.files import PARSED_SCHEMA, _meta_batch, _Sink
+from pipeline.sources.pixels import WIDE_MODES, pixel_problem
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +159,9 @@ def _read_parquet(data: bytes, path: str, _label, t: dict):
             values = np.asarray(value if value is not None else [], dtype=np.float64)
             if values.size != 784:
                 raise InputError(f"{path}: row {r}: image of {values.size} values; expected 784 (28x28)")
-            if not np.isfinite(values).all() or values.min() < 0 or values.max() > 255 or (values % 1).any():
-                raise InputError(f"{path}: row {r}: pixel values {values.min():g}..{values.max():g} are not all "
-                                 "integers 0-255")
+            problem = pixel_problem(values)
+            if problem:
+                raise InputError(f"{path}: row {r}: {problem[0]} ({problem[1]})")
             x[r] = values.astype(np.uint8)
     else:
         raise InputError(f"{path}: column {image_col!r} is {kind}; expected binary (784 bytes) or a list of 784 "
@@ -187,11 +188,11 @@ def _read_image(data: bytes, path: str, label: int, _t):
             img.load()
             if img.size != (28, 28):
                 raise InputError(f"{path}: image of {img.size[0]}x{img.size[1]} pixels; expected 28x28")
-            if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+            if img.mode in WIDE_MODES:
                 values = np.asarray(img, dtype=np.float64)
-                if values.min() < 0 or values.max() > 255 or (values % 1).any():
-                    raise InputError(f"{path}: {img.mode} pixel values {values.min():g}..{values.max():g}; "
-                                     "expected integers 0-255")
+                problem = pixel_problem(values)
+                if problem:
+                    raise InputError(f"{path}: {img.mode} image: {problem[0]} ({problem[1]})")
                 pixels = values.astype(np.uint8)
             else:
                 pixels = np.asarray(img.convert("L") if img.mode != "L" else img, dtype=np.uint8)

@@ -79,7 +79,7 @@ def test_labelled_data_in_every_form_joins_train_deduplicated_and_in_the_manifes
     ("label", r"bad\.parquet: row 1: label 12; expected an integer 0-9"),
     ("nan", r"bad\.parquet: row 0: label nan; expected an integer 0-9"),
     ("short", r"bad\.parquet: row 0: image of 100 bytes; expected 784"),
-    ("pixels", r"bad\.parquet: row 0: pixel values 0\.\.300 are not all integers 0-255"),
+    ("pixels", r"bad\.parquet: row 0: pixel values out of range; expected 0-255 \(values 0\.\.300\)"),
     ("column", r"bad\.parquet: no column 'label'"),
     ("size", r"7/x\.png: image of 32x32 pixels; expected 28x28"),
     ("folder", r"cats/x\.png: listed by ingest\.extra\[0\] \(format images\) but its folder 'cats' is not a label"),
